@@ -1,0 +1,200 @@
+"""Ensemble: a bound graph + request schema; run in-process, save/load, export to Triton."""
+
+from __future__ import annotations
+
+import gc
+import importlib.metadata
+import json
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from funnel.errors import ExportError, FunnelError
+from funnel.executor import LocalExecutor
+from funnel.graph import Graph, Node
+from funnel.operator import Operator
+from funnel.registry import get_operator
+from funnel.schema import Schema
+from funnel.table import Table
+
+__all__ = ["Ensemble", "GRAPH_FILE", "FORMAT"]
+
+GRAPH_FILE = "funnel-graph.json"
+FORMAT = "funnel-graph/1"
+
+
+def _dist_of(op: Operator) -> tuple[str | None, str | None]:
+    """The distribution (and version) that provides an operator's class, when known."""
+    module = type(op).__module__.split(".", 1)[0]
+    try:
+        dists = importlib.metadata.packages_distributions().get(module, [])
+    except Exception:  # noqa: BLE001
+        dists = []
+    if not dists:
+        return None, None
+    name = dists[0]
+    try:
+        return name, importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return name, None
+
+
+def artifact_dir_name(index: int, op: Operator) -> str:
+    """``<index>_<OperatorName>``: the per-operator directory name used in saves and exports."""
+    return f"{index}_{type(op).__name__}"
+
+
+def dumps_json(data: Any) -> bytes:
+    """Deterministic, human-readable JSON (sorted keys, 2-space indent, trailing newline)."""
+    raw = json.dumps(msgspec.to_builtins(data), sort_keys=True, indent=2, ensure_ascii=False)
+    return (raw + "\n").encode()
+
+
+class Ensemble:
+    """A graph bound to the request schema it serves.
+
+    ``Ensemble(output_node, request_schema)`` binds the graph (schema errors surface here),
+    ``transform()`` runs it in-process, ``save()``/``load()`` write and rebuild it without
+    pickle, and ``export()`` writes a Triton model repository.
+    """
+
+    def __init__(self, output_node: Any, request_schema: Schema | list[Any]) -> None:
+        if not isinstance(request_schema, Schema):
+            request_schema = Schema(request_schema)
+        self.graph = Graph(Node.coerce(output_node), request_schema)
+        self._executor = LocalExecutor(self.graph)
+
+    @property
+    def input_schema(self) -> Schema:
+        """The request schema."""
+        return self.graph.request_schema
+
+    @property
+    def output_schema(self) -> Schema:
+        """The schema of what transform() returns."""
+        return self.graph.output_schema
+
+    def transform(self, data: Any, validate: bool = True) -> Any:
+        """Run the graph in-process on a Table, a dict of columns, or a pandas DataFrame.
+
+        Returns the same kind it was given (a DataFrame for a DataFrame, else a Table).
+        """
+        table = Table.from_any(data, schema=self.input_schema)
+        out = self._executor.transform(table, validate=validate)
+        if type(data).__module__.startswith("pandas"):
+            return out.to_pandas()
+        return out
+
+    # -- portable save / load -----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The plain-data description written to ``funnel-graph.json``."""
+        required: dict[str, dict[str, Any]] = {}
+        for bound in self.graph.op_nodes:
+            op = bound.node.op
+            assert op is not None
+            dist, version = _dist_of(op)
+            required[op.type_name] = {"distribution": dist, "version": version}
+        return {
+            "format": FORMAT,
+            "funnel_version": _core_version(),
+            "graph": self.graph.to_dict(),
+            "operators": required,
+        }
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write ``funnel-graph.json`` and each operator's artifacts under ``path``."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise ExportError(f"{path} is not empty; pass overwrite=True to replace it")
+        path.mkdir(parents=True, exist_ok=True)
+        self.write_artifacts(path / "artifacts")
+        (path / GRAPH_FILE).write_bytes(dumps_json(self.to_dict()))
+        return path
+
+    def write_artifacts(self, root: Path) -> None:
+        """Call ``save_artifacts`` of every operator into ``root/<index>_<Name>/``."""
+        for bound in self.graph.op_nodes:
+            op = bound.node.op
+            assert op is not None
+            target = root / artifact_dir_name(bound.index, op)
+            target.mkdir(parents=True, exist_ok=True)
+            try:
+                op.save_artifacts(target)
+            except FunnelError:
+                raise
+            except Exception as exc:
+                raise ExportError(f"{op.label}: saving artifacts into {target} failed: {exc}") from exc
+            if not any(target.iterdir()):
+                target.rmdir()
+        if root.exists() and not any(root.iterdir()):
+            root.rmdir()
+
+    @classmethod
+    def load(cls, path: str | Path, freeze_gc: bool = False) -> Ensemble:
+        """Rebuild an ensemble written by :meth:`save` (or an exported model's directory).
+
+        Operators are found through the registry by type name; a missing plugin raises
+        PluginNotInstalled naming the pip distribution. ``freeze_gc`` moves everything
+        loaded so far out of the garbage collector's sight (cuts tail latency of servers).
+        """
+        path = Path(path)
+        graph_file = path / GRAPH_FILE
+        if not graph_file.is_file():
+            raise ExportError(f"{graph_file} not found: not a funnel graph directory")
+        try:
+            data = msgspec.json.decode(graph_file.read_bytes())
+        except msgspec.DecodeError as exc:
+            raise ExportError(f"{graph_file} is not valid JSON: {exc}") from exc
+        if data.get("format") != FORMAT:
+            raise ExportError(f"{graph_file}: unsupported format {data.get('format')!r}, expected {FORMAT!r}")
+        return cls.from_dict(data, path / "artifacts", freeze_gc=freeze_gc)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False) -> Ensemble:
+        """Rebuild from :meth:`to_dict` output and an artifact directory."""
+        graph_data = data["graph"]
+        hints = data.get("operators", {})
+        ops: dict[int, Operator] = {}
+        for entry in graph_data["nodes"]:
+            if entry["kind"] != "op":
+                continue
+            type_name = entry["op"]["type"]
+            op_cls = get_operator(type_name, distribution=(hints.get(type_name) or {}).get("distribution"))
+            op = op_cls.from_config(entry["op"]["config"])
+            art = artifact_root / artifact_dir_name(entry["index"], op)
+            try:
+                op.load_artifacts(art)
+            except FunnelError:
+                raise
+            except Exception as exc:
+                raise ExportError(f"{op.label}: loading artifacts from {art} failed: {exc}") from exc
+            ops[entry["index"]] = op
+        graph = Graph.from_dict(graph_data, ops)
+        ens = cls.__new__(cls)
+        ens.graph = graph
+        ens._executor = LocalExecutor(graph)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
+        return ens
+
+    def export(self, path: str | Path, **kwargs: Any) -> Path:
+        """Write a Triton model repository; see :func:`funnel.triton.export.export_ensemble`."""
+        from funnel.triton.export import export_ensemble  # noqa: PLC0415
+
+        return export_ensemble(self, path, **kwargs)
+
+    def __repr__(self) -> str:
+        ops = " → ".join(b.node.label for b in self.graph.op_nodes)
+        return f"Ensemble({self.input_schema.column_names} → {ops} → {self.output_schema.column_names})"
+
+
+def _core_version() -> str | None:
+    try:
+        return importlib.metadata.version("funnel")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+

@@ -1,0 +1,144 @@
+"""Run a bound graph on a Table, in-process: every node once per call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from funnel.errors import FunnelError, OperatorError, RequestError, SchemaError
+from funnel.graph import BoundNode, Graph
+from funnel.schema import Schema
+from funnel.table import Ragged, Table
+
+__all__ = ["LocalExecutor", "validate_request"]
+
+
+def validate_request(table: Table, schema: Schema) -> Table:
+    """Check a request table against the request schema; returns it restricted to the schema.
+
+    Raises RequestError naming the missing/extra column or the dtype problem.
+    """
+    missing = [n for n in schema.column_names if n not in table]
+    if missing:
+        raise RequestError(
+            f"request is missing column(s) {missing}; the graph expects {schema.column_names}"
+        )
+    out: dict[str, Any] = {}
+    for col in schema:
+        value = table[col.name]
+        if col.is_list and col.is_ragged and not isinstance(value, Ragged):
+            if getattr(value, "ndim", 0) >= 2:
+                value = Ragged.from_dense(value)
+            else:
+                raise RequestError(f"request column {col.name!r} must be a list column (one list per row)")
+        if not col.is_list and isinstance(value, Ragged):
+            raise RequestError(f"request column {col.name!r} must hold one value per row, got lists")
+        arr = value.values if isinstance(value, Ragged) else value
+        want = col.numpy_dtype
+        kind = getattr(arr.dtype, "kind", None)
+        if want.kind == "O":
+            if kind not in ("O", "U", "S"):
+                raise RequestError(f"request column {col.name!r} must hold strings, got {arr.dtype}")
+        elif kind in ("O", "U", "S"):
+            raise RequestError(f"request column {col.name!r} must be {col.dtype}, got strings")
+        elif str(arr.dtype).replace("torch.", "") != want.name:
+            # numeric dtypes are cast when it is safe (e.g. int32 → int64), refused otherwise
+            safe = _can_cast(arr, want)
+            if not safe:
+                raise RequestError(
+                    f"request column {col.name!r} has dtype {arr.dtype}, expected {col.dtype}; cast it before sending"
+                )
+            arr = arr.astype(want)
+            value = Ragged(arr, value.offsets, validate=False) if isinstance(value, Ragged) else arr
+        out[col.name] = value
+    return Table(out, num_rows=table.num_rows)
+
+
+def _can_cast(arr: Any, want: Any) -> bool:
+    import numpy as np  # noqa: PLC0415
+
+    try:
+        return bool(np.can_cast(np.dtype(str(arr.dtype).replace("torch.", "")), want, casting="same_kind"))
+    except TypeError:
+        return False
+
+
+class LocalExecutor:
+    """Runs a :class:`funnel.graph.Graph` in the current process.
+
+    Each node is computed once per call and its output shared by every consumer (Merlin
+    recomputed shared upstream steps per consumer).
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def transform(self, table: Table, validate: bool = True) -> Table:
+        """Run the graph on a request table; returns the output node's columns."""
+        if validate:
+            table = validate_request(table, self.graph.request_schema)
+        results: dict[int, Table] = {}
+        for bound in self.graph.nodes:
+            results[bound.index] = self._run_node(bound, table, results)
+        return results[self.graph.bound(self.graph.output_node).index]
+
+    def _run_node(self, bound: BoundNode, request: Table, results: dict[int, Table]) -> Table:
+        node = bound.node
+        parents = [results[self.graph.bound(p).index] for p in node.parents]
+        if node.kind == "select":
+            source = parents[0] if parents else request
+            return source.select(bound.output_schema.column_names)
+        if node.kind == "concat":
+            merged = parents[0]
+            for t in parents[1:]:
+                merged = merged.with_columns(t)
+            return merged.select(bound.output_schema.column_names)
+        if node.kind == "drop":
+            return parents[0].select(bound.output_schema.column_names)
+        op = node.op
+        assert op is not None
+        inputs = parents[0]
+        for t in parents[1:]:
+            inputs = inputs.with_columns(t)
+        inputs = inputs.select(bound.input_schema.column_names)
+        try:
+            if bound.lifted:
+                out = run_lifted(op, inputs)
+            else:
+                out = op.transform(inputs)
+        except FunnelError:
+            raise
+        except Exception as exc:
+            raise OperatorError(f"{op.label} (node {bound.index}) failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(out, Table):
+            raise SchemaError(f"{op.label}.transform must return a Table, got {type(out).__name__}")
+        missing = [c for c in bound.output_schema.column_names if c not in out]
+        if missing:
+            raise SchemaError(
+                f"{op.label}.transform did not return column(s) {missing} promised by its output schema"
+            )
+        if out.num_rows != inputs.num_rows and inputs.num_rows:
+            raise SchemaError(
+                f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
+                "operators must return one row per request row (candidates go in list columns)"
+            )
+        return out.select(bound.output_schema.column_names)
+
+
+def run_lifted(op: Any, table: Table) -> Table:
+    """Run a row-wise operator over candidate-aligned list columns (docs/architecture.md)."""
+    offsets = None
+    first = None
+    flat: dict[str, Any] = {}
+    for name, col in table.items():
+        if not isinstance(col, Ragged):
+            raise SchemaError(f"{op.label}: column {name!r} must be a list column like the others")
+        if first is None:
+            first, offsets = col, col.offsets
+        elif not first.same_offsets(col):
+            raise SchemaError(
+                f"{op.label}: list columns {table.column_names[0]!r} and {name!r} are not aligned "
+                "(different list lengths per row); unroll them with UnrollFeatures first"
+            )
+        flat[name] = col.values
+    out = op.transform(Table(flat))
+    return Table({k: Ragged(v, offsets, validate=False) for k, v in out.items()}, num_rows=table.num_rows)

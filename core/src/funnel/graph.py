@@ -1,0 +1,339 @@
+"""Graph composition (``>>``, ``+``, ``-``, ``[cols]``) and schema propagation."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from funnel.errors import SchemaError
+from funnel.operator import Operator
+from funnel.schema import Schema
+from funnel.selector import ColumnSelector
+
+__all__ = ["Node", "Dependency", "Graph", "BoundNode"]
+
+_ids = itertools.count()
+
+
+class Dependency:
+    """A reference, held by an operator, to columns produced by another graph branch.
+
+    Built from a :class:`Node` (``ranking["output_1"]``), a ColumnSelector, or column
+    name(s). Names given directly must already be among the operator's upstream columns;
+    a node adds its output columns to the operator's input. ``columns`` is filled in when
+    the graph is bound (or immediately, when names are known).
+    """
+
+    __slots__ = ("node", "columns")
+
+    def __init__(self, source: Any) -> None:
+        self.node: Node | None = None
+        self.columns: list[str] | None = None
+        if isinstance(source, Dependency):
+            self.node, self.columns = source.node, source.columns
+        elif isinstance(source, Node):
+            self.node = source
+            if source.kind == "select":
+                self.columns = list(source.selector.names)
+        elif isinstance(source, ColumnSelector):
+            self.columns = list(source.names)
+        elif isinstance(source, str):
+            self.columns = [source]
+        elif isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
+            self.columns = list(source)
+        elif source is None:
+            self.columns = []
+        else:
+            raise SchemaError(
+                f"a dependency must be a graph node, a ColumnSelector or column name(s); got {type(source).__name__}"
+            )
+
+    @property
+    def column(self) -> str:
+        """The single column name (for dependencies that name exactly one column)."""
+        if not self.columns or len(self.columns) != 1:
+            raise SchemaError(f"expected exactly one dependency column, got {self.columns}")
+        return self.columns[0]
+
+    def __repr__(self) -> str:
+        return f"Dependency({self.columns if self.columns is not None else self.node!r})"
+
+
+class Node:
+    """A step of the graph. Build nodes with ``>>``, ``+``, ``-`` and ``[cols]``.
+
+    kinds: ``select`` (columns of the parent, or of the request when it has no parent),
+    ``op`` (an operator applied to the parent), ``concat``, ``drop``.
+    """
+
+    __slots__ = ("id", "kind", "op", "parents", "selector")
+
+    def __init__(
+        self,
+        kind: str,
+        parents: Iterable[Node] = (),
+        op: Operator | None = None,
+        selector: ColumnSelector | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.kind = kind
+        self.op = op
+        self.parents = list(parents)
+        self.selector = selector
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def coerce(cls, value: Any) -> Node:
+        """Turn a node, selector, name or list of names into a node."""
+        if isinstance(value, Node):
+            return value
+        if isinstance(value, ColumnSelector):
+            return cls("select", selector=value)
+        if isinstance(value, str):
+            return cls("select", selector=ColumnSelector([value]))
+        if isinstance(value, (list, tuple)):
+            return cls("select", selector=ColumnSelector(list(value)))
+        raise SchemaError(
+            f"cannot use {type(value).__name__} in a graph; use a node, a ColumnSelector or a list of column names"
+        )
+
+    def __rshift__(self, op: Any) -> Node:
+        if isinstance(op, type) and issubclass(op, Operator):
+            raise SchemaError(f"'>> {op.__name__}' needs an instance: write '>> {op.__name__}(...)'")
+        if not isinstance(op, Operator):
+            raise SchemaError(f"'>>' takes an Operator instance, got {type(op).__name__}")
+        deps = [d.node for d in op.dependencies().values() if d.node is not None]
+        return Node("op", [self, *deps], op=op)
+
+    def __rrshift__(self, other: Any) -> Node:
+        return Node.coerce(other) >> self  # type: ignore[operator]
+
+    def __add__(self, other: Any) -> Node:
+        return Node("concat", [self, Node.coerce(other)])
+
+    def __radd__(self, other: Any) -> Node:
+        return Node("concat", [Node.coerce(other), self])
+
+    def __sub__(self, other: Any) -> Node:
+        if isinstance(other, Node):
+            return Node("drop", [self, other])
+        names = [other] if isinstance(other, str) else list(other)
+        return Node("drop", [self], selector=ColumnSelector(names))
+
+    def __getitem__(self, cols: str | Iterable[str]) -> Node:
+        names = [cols] if isinstance(cols, str) else list(cols)
+        return Node("select", [self], selector=ColumnSelector(names))
+
+    @property
+    def label(self) -> str:
+        """A short description for errors and pictures."""
+        if self.kind == "op" and self.op is not None:
+            return self.op.label
+        if self.kind == "select" and self.selector is not None:
+            return f"select{list(self.selector.names)}"
+        return self.kind
+
+    @property
+    def upstream(self) -> Node | None:
+        """For op nodes, the node whose columns the operator transforms."""
+        return self.parents[0] if self.parents else None
+
+    def __repr__(self) -> str:
+        return f"<Node {self.id} {self.label}>"
+
+
+class BoundNode:
+    """A node with its input and output schemas resolved against a request schema."""
+
+    __slots__ = ("node", "index", "input_schema", "output_schema", "lifted")
+
+    def __init__(self, node: Node, index: int, input_schema: Schema, output_schema: Schema, lifted: bool) -> None:
+        self.node = node
+        self.index = index
+        self.input_schema = input_schema
+        self.output_schema = output_schema
+        #: a row-wise op running over candidate-aligned list columns
+        self.lifted = lifted
+
+
+def _all_ragged(schema: Schema) -> bool:
+    return len(schema) > 0 and all(c.is_list and c.is_ragged for c in schema)
+
+
+class Graph:
+    """A bound graph: nodes in topological order with their schemas."""
+
+    def __init__(self, output_node: Node, request_schema: Schema) -> None:
+        self.output_node = Node.coerce(output_node)
+        self.request_schema = request_schema
+        self.nodes: list[BoundNode] = []
+        self._by_id: dict[int, BoundNode] = {}
+        self._bind()
+
+    def __iter__(self) -> Any:
+        return iter(self.nodes)
+
+    def bound(self, node: Node) -> BoundNode:
+        """The bound form of ``node``."""
+        return self._by_id[node.id]
+
+    @property
+    def output_schema(self) -> Schema:
+        """Schema of the graph's output."""
+        return self._by_id[self.output_node.id].output_schema
+
+    @property
+    def op_nodes(self) -> list[BoundNode]:
+        """Bound nodes that apply an operator, in execution order."""
+        return [b for b in self.nodes if b.node.kind == "op"]
+
+    def _topological(self) -> list[Node]:
+        order: list[Node] = []
+        state: dict[int, int] = {}
+        stack: list[tuple[Node, bool]] = [(self.output_node, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                if state.get(node.id) != 2:
+                    state[node.id] = 2
+                    order.append(node)
+                continue
+            if state.get(node.id) == 2:
+                continue
+            if state.get(node.id) == 1:
+                raise SchemaError(f"the graph has a cycle through {node.label}")
+            state[node.id] = 1
+            stack.append((node, True))
+            for parent in reversed(node.parents):
+                if state.get(parent.id) != 2:
+                    stack.append((parent, False))
+        return order
+
+    def _bind(self) -> None:
+        for index, node in enumerate(self._topological()):
+            parents = [self._by_id[p.id].output_schema for p in node.parents]
+            if node.kind == "select":
+                source = parents[0] if parents else self.request_schema
+                where = f"selecting from {node.parents[0].label}" if parents else "selecting from the request"
+                assert node.selector is not None
+                in_schema = source
+                out = node.selector.resolve(source, where=where)
+                lifted = False
+            elif node.kind == "concat":
+                in_schema = Schema()
+                for s in parents:
+                    in_schema = in_schema + s
+                out, lifted = in_schema, False
+            elif node.kind == "drop":
+                names = node.selector.names if node.selector is not None else tuple(parents[1].column_names)
+                in_schema = parents[0]
+                out, lifted = parents[0].excluding_by_name(names), False
+            elif node.kind == "op":
+                in_schema, out, lifted = self._bind_op(node, parents)
+            else:  # pragma: no cover - constructed only by this module
+                raise SchemaError(f"unknown node kind {node.kind!r}")
+            bound = BoundNode(node, index, in_schema, out, lifted)
+            self.nodes.append(bound)
+            self._by_id[node.id] = bound
+
+    def _bind_op(self, node: Node, parents: list[Schema]) -> tuple[Schema, Schema, bool]:
+        op = node.op
+        assert op is not None
+        in_schema = parents[0]
+        dep_iter = iter(parents[1:])
+        for name, dep in op.dependencies().items():
+            if dep.node is not None:
+                dep_schema = next(dep_iter)
+                if dep.columns is None:
+                    dep.columns = dep_schema.column_names
+                try:
+                    dep_cols = dep_schema.select_by_name(dep.columns)
+                except SchemaError:
+                    raise SchemaError(
+                        f"{op.label}: dependency {name!r} needs column(s) {dep.columns}; "
+                        f"its node produces {dep_schema.column_names}"
+                    ) from None
+                clash = [c for c in dep_cols.column_names if c in in_schema and in_schema[c] != dep_cols[c]]
+                if clash:
+                    raise SchemaError(
+                        f"{op.label}: dependency {name!r} column(s) {clash} clash with upstream columns of "
+                        "the same name; rename one side (e.g. an output prefix)"
+                    )
+                in_schema = in_schema + dep_cols
+            else:
+                op.require(in_schema, dep.columns or [])
+        lifted = bool(op.rowwise) and _all_ragged(in_schema)
+        try:
+            if lifted:
+                element = Schema([c.element() for c in in_schema])
+                out = Schema([c.as_list() for c in op.compute_output_schema(element)])
+            else:
+                out = op.compute_output_schema(in_schema)
+        except SchemaError:
+            raise
+        except Exception as exc:  # an implementation bug or a backend error: say where
+            raise SchemaError(f"{op.label}: computing the output schema failed: {exc}") from exc
+        if not isinstance(out, Schema):
+            raise SchemaError(f"{op.label}.compute_output_schema must return a Schema, got {type(out).__name__}")
+        return in_schema, out, lifted
+
+    # -- serialization ------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], operators: Mapping[int, Operator]) -> Graph:
+        """Rebuild a graph from :meth:`to_dict` output and the already-rebuilt operators.
+
+        ``operators`` maps node index → operator (see ``funnel.ensemble.Ensemble.load``).
+        """
+        nodes: dict[int, Node] = {}
+        for entry in sorted(data["nodes"], key=lambda e: e["index"]):
+            parents = [nodes[i] for i in entry["parents"]]
+            selector = (
+                ColumnSelector(entry["columns"], entry.get("tags")) if "columns" in entry else None
+            )
+            if entry["kind"] == "op":
+                op = operators[entry["index"]]
+                for name, dep in op.dependencies().items():
+                    parent_index = entry.get("dep_parents", {}).get(name)
+                    if parent_index is not None:
+                        dep.node = nodes[parent_index]
+                node = Node("op", parents, op=op)
+            else:
+                node = Node(entry["kind"], parents, selector=selector)
+            nodes[entry["index"]] = node
+        return cls(nodes[data["output"]], Schema.from_dict(data["request_schema"]))
+
+    def to_dict(self, op_configs: Mapping[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Plain-data description of the bound graph (no pickles; ops as type + config)."""
+        ids = {b.node.id: b.index for b in self.nodes}
+        nodes = []
+        for b in self.nodes:
+            n = b.node
+            entry: dict[str, Any] = {
+                "index": b.index,
+                "kind": n.kind,
+                "parents": [ids[p.id] for p in n.parents],
+                "output_schema": b.output_schema.to_dict(),
+            }
+            if n.selector is not None:
+                entry["columns"] = list(n.selector.names)
+                if n.selector.tags:
+                    entry["tags"] = list(n.selector.tags)
+            if n.kind == "op":
+                assert n.op is not None
+                entry["op"] = {
+                    "type": n.op.type_name,
+                    "config": (op_configs or {}).get(b.index, n.op.to_config()),
+                    "dependencies": {k: d.columns for k, d in n.op.dependencies().items()},
+                }
+                entry["dep_parents"] = {
+                    k: ids[d.node.id] for k, d in n.op.dependencies().items() if d.node is not None
+                }
+                entry["input_schema"] = b.input_schema.to_dict()
+                entry["lifted"] = b.lifted
+            nodes.append(entry)
+        return {
+            "request_schema": self.request_schema.to_dict(),
+            "output": ids[self.output_node.id],
+            "nodes": nodes,
+        }

@@ -1,0 +1,6 @@
+"""Built-in operators of core, registered through the same hook as every plugin."""
+
+from funnel.ops.filter import FilterCandidates
+from funnel.ops.unroll import UnrollFeatures
+
+__all__ = ["UnrollFeatures", "FilterCandidates"]

@@ -1,0 +1,118 @@
+"""FilterCandidates: drop candidates a request row must not see (e.g. already seen items)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from funnel.errors import SchemaError
+from funnel.graph import Dependency
+from funnel.operator import Operator
+from funnel.schema import Schema
+from funnel.table import Ragged, Table, schema_of, to_numpy
+
+__all__ = ["FilterCandidates"]
+
+
+class FilterCandidates(Operator):
+    """Remove, per request row, the candidates listed in ``filter_out`` for that row.
+
+    ``input_col`` is the candidate list column (default: the only list column upstream).
+    ``filter_out`` is a node/selector/name of one column: a list per row (e.g. seen items)
+    or one id per row. Other list columns aligned with the candidates (scores, distances)
+    are filtered the same way; per-row columns pass through. Output lists are ragged.
+    """
+
+    type_name = "funnel.FilterCandidates"
+
+    def __init__(self, filter_out: Any, input_col: str | None = None) -> None:
+        self.filter_out = Dependency(filter_out)
+        self.input_col = input_col
+
+    def _input_col(self, schema: Schema) -> str:
+        if self.input_col is not None:
+            return self.input_col
+        filt = set(self.filter_out.columns or [])
+        lists = [c.name for c in schema if c.is_list and c.name not in filt]
+        if len(lists) != 1:
+            raise SchemaError(
+                f"FilterCandidates: cannot tell which column holds the candidates among {lists}; "
+                "pass input_col='...'"
+            )
+        return lists[0]
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        name = self._input_col(input_schema)
+        (cand,) = self.require(input_schema, [name], list_column=True)
+        (filt,) = self.require(input_schema, [self.filter_out.column])
+        if cand.numpy_dtype.kind != filt.numpy_dtype.kind and {cand.numpy_dtype.kind, filt.numpy_dtype.kind} - set("iu"):
+            raise SchemaError(
+                f"FilterCandidates: candidates {name!r} ({cand.dtype}) and filter column "
+                f"{filt.name!r} ({filt.dtype}) hold different kinds of ids"
+            )
+        out = []
+        for col in input_schema:
+            if col.name == filt.name:
+                continue
+            out.append(col.with_shape((None, *col.dims[1:])) if col.is_list else col)
+        return Schema(out)
+
+    def transform(self, table: Table) -> Table:
+        name = self.input_col or self._input_col(
+            Schema([c.as_list() if getattr(table[c.name], "ndim", 1) == 2 else c for c in schema_of(table)])
+        )
+        cand = table[name]
+        cand = cand if isinstance(cand, Ragged) else Ragged.from_dense(cand)
+        filt = table[self.filter_out.column]
+        filt = filt if isinstance(filt, Ragged) else Ragged.from_dense(np.asarray(to_numpy(filt)).reshape(table.num_rows, -1))
+        keep = _keep_mask(cand, filt)
+        off = to_numpy(cand.offsets).astype(np.int64)
+        row_of = np.repeat(np.arange(off.size - 1), np.diff(off))
+        new_len = np.bincount(row_of[keep], minlength=off.size - 1)
+        new_off = np.zeros(off.size, dtype=np.int64)
+        np.cumsum(new_len, out=new_off[1:])
+        out: dict[str, Any] = {}
+        for col_name, col in table.items():
+            if col_name == self.filter_out.column:
+                continue
+            if isinstance(col, Ragged) or (col_name == name):
+                col = col if isinstance(col, Ragged) else Ragged.from_dense(col)
+                if not col.same_offsets(cand):
+                    raise SchemaError(
+                        f"FilterCandidates: list column {col_name!r} is not aligned with candidates {name!r}"
+                    )
+                out[col_name] = Ragged(to_numpy(col.values)[keep], new_off, validate=False)
+            else:
+                out[col_name] = col
+        return Table(out, num_rows=table.num_rows)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"filter_out": self.filter_out.column, "input_col": self.input_col}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FilterCandidates:
+        return cls(config["filter_out"], config.get("input_col"))
+
+
+def _keep_mask(cand: Ragged, filt: Ragged) -> np.ndarray:
+    """Boolean mask over candidate values: True where the id is not in its row's filter list."""
+    cv, fv = to_numpy(cand.values), to_numpy(filt.values)
+    co, fo = to_numpy(cand.offsets).astype(np.int64), to_numpy(filt.offsets).astype(np.int64)
+    crow = np.repeat(np.arange(co.size - 1), np.diff(co))
+    frow = np.repeat(np.arange(fo.size - 1), np.diff(fo))
+    if cv.size == 0 or fv.size == 0:
+        return np.ones(cv.size, dtype=bool)
+    if cv.dtype.kind in "iu" and fv.dtype.kind in "iu":
+        lo = min(int(cv.min()), int(fv.min()))
+        span = max(int(cv.max()), int(fv.max())) - lo + 1
+        if span * (co.size) < 2**62:
+            ckey = crow * span + (cv.astype(np.int64) - lo)
+            fkey = frow * span + (fv.astype(np.int64) - lo)
+            return ~np.isin(ckey, fkey)
+    keep = np.ones(cv.size, dtype=bool)
+    for r in range(co.size - 1):
+        a, b = co[r], co[r + 1]
+        keep[a:b] = ~np.isin(cv[a:b], fv[fo[r] : fo[r + 1]])
+    return keep

@@ -1,0 +1,124 @@
+"""UnrollFeatures: repeat per-request-row columns once per candidate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from funnel.errors import SchemaError
+from funnel.graph import Dependency
+from funnel.operator import Operator
+from funnel.schema import Schema
+from funnel.table import Ragged, Table, array_module
+
+__all__ = ["UnrollFeatures"]
+
+
+def _as_ragged(col: Any) -> Ragged:
+    return col if isinstance(col, Ragged) else Ragged.from_dense(col)
+
+
+class UnrollFeatures(Operator):
+    """Make every column candidate-aligned: one list per request row, one entry per candidate.
+
+    The upstream holds the candidates (``item_id_col``, a list column) and any per-candidate
+    features (list columns aligned with it). ``unroll_cols`` (a node, selector or names) are
+    per-request-row columns (user features); each value is repeated once per candidate of
+    its row and named ``unrolled_prefix + name``. The output's list columns all share the
+    candidate offsets, which is how downstream ordering regroups per request row.
+
+    ``combined = item_features >> UnrollFeatures("item_id", user_features[user_cols])``
+    """
+
+    type_name = "funnel.UnrollFeatures"
+
+    def __init__(self, item_id_col: str, unroll_cols: Any, unrolled_prefix: str = "") -> None:
+        if not isinstance(item_id_col, str):
+            raise SchemaError(f"UnrollFeatures: item_id_col must be a column name, got {item_id_col!r}")
+        self.item_id_col = item_id_col
+        self.unroll_cols = Dependency(unroll_cols)
+        self.unrolled_prefix = unrolled_prefix
+
+    def _unroll_names(self, schema: Schema) -> list[str]:
+        return list(self.unroll_cols.columns or [])
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        (item,) = self.require(input_schema, [self.item_id_col], list_column=True)
+        unroll = self._unroll_names(input_schema)
+        self.require(input_schema, unroll)
+        out = []
+        for col in input_schema:
+            if col.name in unroll:
+                continue
+            if not col.is_list:
+                raise SchemaError(
+                    f"UnrollFeatures: upstream column {col.name!r} is not a list column; per-row "
+                    "columns must be passed as unroll_cols, candidate columns must be lists"
+                )
+            out.append(col if col.is_ragged else col.with_shape((None, *col.dims[1:])))
+        for name in unroll:
+            col = input_schema[name]
+            if col.is_list and col.is_ragged:
+                raise SchemaError(
+                    f"UnrollFeatures: unroll column {name!r} is a ragged list per row; only scalar or "
+                    "fixed-shape per-row columns can be repeated per candidate"
+                )
+            new_name = self.unrolled_prefix + name
+            if new_name in [c.name for c in out]:
+                raise SchemaError(
+                    f"UnrollFeatures: unrolled column {new_name!r} clashes with a candidate column; "
+                    "set unrolled_prefix"
+                )
+            out.append(col.with_name(new_name).as_list())
+        del item
+        return Schema(out)
+
+    def transform(self, table: Table) -> Table:
+        unroll = list(self.unroll_cols.columns or [])
+        ids = _as_ragged(table[self.item_id_col])
+        lengths = ids.lengths
+        out: dict[str, Any] = {}
+        for name, col in table.items():
+            if name in unroll:
+                continue
+            col = _as_ragged(col)
+            if not ids.same_offsets(col):
+                raise SchemaError(
+                    f"UnrollFeatures: column {name!r} has a different number of entries per row than "
+                    f"{self.item_id_col!r}; candidate features must align with the candidate ids"
+                )
+            out[name] = Ragged(col.values, ids.offsets, validate=False)
+        for name in unroll:
+            col = table[name]
+            if array_module(col) == "numpy":
+                rep = np.repeat(np.asarray(col), np.asarray(lengths), axis=0)
+            elif array_module(col) == "cupy":
+                import cupy  # noqa: PLC0415
+
+                rep = cupy.repeat(col, cupy.asarray(lengths).get().tolist(), axis=0)
+            else:
+                import torch  # noqa: PLC0415
+
+                rep = torch.repeat_interleave(col, torch.as_tensor(lengths, device=col.device), dim=0)
+            out[self.unrolled_prefix + name] = Ragged(rep, ids.offsets, validate=False)
+        return Table(out, num_rows=table.num_rows)
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            "item_id_col": self.item_id_col,
+            "unroll_cols": list(self.unroll_cols.columns or []),
+            "unrolled_prefix": self.unrolled_prefix,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> UnrollFeatures:
+        return cls(config["item_id_col"], list(config["unroll_cols"]), config.get("unrolled_prefix", ""))
+
+    def dependencies(self) -> dict[str, Dependency]:
+        return {"unroll_cols": self.unroll_cols}
+
+
+def _names(value: Iterable[str] | str) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
