@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -32,6 +33,26 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"  ERROR: {info.error}")
         for op in info.operators:
             click.echo(f"  {op}")
+
+
+@cli.command("graph")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("-o", "--output", default=None, help="Picture to write (.svg, .png, .pdf or .dot). Default: graph.svg next to SOURCE.")
+def graph_cmd(source: str, output: str | None) -> None:
+    """Draw the graph of a saved graph directory or an exported Triton repository.
+
+    SOURCE is a directory written by Ensemble.save/Ensemble.export (or a funnel-graph.json
+    file). No plugin needs to be installed to draw it.
+    """
+    import msgspec  # noqa: PLC0415
+
+    from funnel.render import find_graph_json, render_dot, to_dot  # noqa: PLC0415
+
+    graph_json = find_graph_json(source)
+    data = msgspec.json.decode(graph_json.read_bytes())
+    target = output or str(Path(source if Path(source).is_dir() else graph_json.parent) / "graph.svg")
+    path = render_dot(to_dot(data["graph"]), target)
+    click.echo(str(path))
 
 
 def _add_plugin_commands() -> None:

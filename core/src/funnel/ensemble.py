@@ -180,6 +180,18 @@ class Ensemble:
             gc.freeze()
         return ens
 
+    def to_dot(self, title: str = "funnel") -> str:
+        """Graphviz DOT source of the graph."""
+        from funnel.render import to_dot  # noqa: PLC0415
+
+        return to_dot(self.graph.to_dict(), title=title)
+
+    def render(self, path: str | Path, title: str = "funnel") -> Path:
+        """Draw the graph to ``path`` (``.svg``, ``.png``, ``.pdf`` need Graphviz; ``.dot`` does not)."""
+        from funnel.render import render_dot  # noqa: PLC0415
+
+        return render_dot(self.to_dot(title=title), path)
+
     def export(self, path: str | Path, **kwargs: Any) -> Path:
         """Write a Triton model repository; see :func:`funnel.triton.export.export_ensemble`."""
         from funnel.triton.export import export_ensemble  # noqa: PLC0415

@@ -19,9 +19,9 @@ _ids = itertools.count()
 class Dependency:
     """A reference, held by an operator, to columns produced by another graph branch.
 
-    Built from a :class:`Node` (``ranking["output_1"]``), a ColumnSelector, or column
-    name(s). Names given directly must already be among the operator's upstream columns;
-    a node adds its output columns to the operator's input. ``columns`` is filled in when
+    Built from a :class:`Node` (``ranking["output_1"]``), a ColumnSelector (columns of the
+    request), or plain column name(s) (columns already among the operator's upstream
+    columns). A node or selector adds its columns to the operator's input. ``columns`` is filled in when
     the graph is bound (or immediately, when names are known).
     """
 
@@ -37,7 +37,9 @@ class Dependency:
             if source.kind == "select":
                 self.columns = list(source.selector.names)
         elif isinstance(source, ColumnSelector):
-            self.columns = list(source.names)
+            # a selector (like a selection node without parent) reads from the request
+            self.node = Node("select", selector=source)
+            self.columns = list(source.names) or None
         elif isinstance(source, str):
             self.columns = [source]
         elif isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
@@ -262,7 +264,17 @@ class Graph:
                     )
                 in_schema = in_schema + dep_cols
             else:
-                op.require(in_schema, dep.columns or [])
+                missing = [c for c in dep.columns or [] if c not in in_schema]
+                if missing:
+                    hint = (
+                        f" They are request columns: pass ColumnSelector({missing}) to read them from the request."
+                        if all(c in self.request_schema for c in missing)
+                        else " Pass the node that produces them instead of their names."
+                    )
+                    raise SchemaError(
+                        f"{op.label}: dependency {name!r} names column(s) {missing} that are not among "
+                        f"its upstream columns {in_schema.column_names}.{hint}"
+                    )
         lifted = bool(op.rowwise) and _all_ragged(in_schema)
         try:
             if lifted:
