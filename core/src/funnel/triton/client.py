@@ -1,0 +1,113 @@
+"""Client helpers: Table/DataFrame/dict → Triton inputs, responses → Table (HTTP or gRPC)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from funnel.errors import RequestError, ServerError
+from funnel.table import Ragged, Table
+from funnel.triton.wire import OFFSETS, VALUES, encode_table
+
+__all__ = ["make_client", "table_to_inputs", "response_to_table", "infer"]
+
+_NP_TO_TRITON = {
+    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
+    "float16": "FP16", "float32": "FP32", "float64": "FP64", "object": "BYTES",
+}
+
+
+def _module(protocol: str) -> Any:
+    try:
+        if protocol == "http":
+            import tritonclient.http as mod  # noqa: PLC0415
+        elif protocol == "grpc":
+            import tritonclient.grpc as mod  # noqa: PLC0415
+        else:
+            raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
+    except ImportError as exc:
+        raise ServerError(f'tritonclient is not installed: pip install "funnel[triton]" ({exc})') from exc
+    return mod
+
+
+def make_client(url: str, protocol: str = "http", concurrency: int = 1) -> Any:
+    """A tritonclient ``InferenceServerClient`` for ``url`` (``host:port``)."""
+    mod = _module(protocol)
+    if protocol == "http":
+        return mod.InferenceServerClient(url, concurrency=concurrency)
+    return mod.InferenceServerClient(url)
+
+
+def table_to_inputs(data: Any, protocol: str = "http", schema: Any = None) -> list[Any]:
+    """``InferInput`` objects for a Table, dict of columns or DataFrame (ragged lists included)."""
+    mod = _module(protocol)
+    table = Table.from_any(data, schema=schema)
+    inputs = []
+    for name, arr in encode_table(table.to_numpy(), schema).items():
+        arr = np.ascontiguousarray(arr)
+        dtype = _NP_TO_TRITON.get(arr.dtype.name)
+        if dtype is None:
+            raise RequestError(f"column for tensor {name!r} has dtype {arr.dtype}, which Triton cannot carry")
+        inp = mod.InferInput(name, list(arr.shape), dtype)
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    return inputs
+
+
+def response_to_table(result: Any, output_names: list[str] | None = None) -> Table:
+    """A Table from a tritonclient result; ``<col>__values``/``<col>__offsets`` become Ragged."""
+    if output_names is None:
+        resp = result.get_response()
+        outputs = resp["outputs"] if isinstance(resp, dict) else resp.outputs
+        output_names = [o["name"] if isinstance(o, dict) else o.name for o in outputs]
+    columns: dict[str, Any] = {}
+    for name in output_names:
+        if name.endswith(OFFSETS):
+            continue
+        arr = result.as_numpy(name)
+        if arr is None:
+            raise ServerError(f"the response has no tensor {name!r}")
+        if name.endswith(VALUES):
+            col = name[: -len(VALUES)]
+            offsets = result.as_numpy(col + OFFSETS)
+            columns[col] = Ragged(arr[0], offsets[0].astype(np.int64))
+        else:
+            columns[name] = arr[0]
+    return Table(columns)
+
+
+_OUTPUTS: dict[tuple[int, str], list[str]] = {}
+
+
+def _output_names(client: Any, model: str, protocol: str) -> list[str]:
+    key = (id(client), model)
+    if key not in _OUTPUTS:
+        meta = client.get_model_metadata(model)
+        outs = meta["outputs"] if isinstance(meta, dict) else meta.outputs
+        _OUTPUTS[key] = [o["name"] if isinstance(o, dict) else o.name for o in outs]
+    return _OUTPUTS[key]
+
+
+def infer(client: Any, data: Any, model: str = "funnel", protocol: str = "http", timeout: float | None = None) -> Any:
+    """Send ``data`` to ``model`` and return the result as a Table (DataFrame for a DataFrame).
+
+    A request the server rejects raises RequestError with the server's message.
+    """
+    inputs = table_to_inputs(data, protocol)
+    mod = _module(protocol)
+    names = _output_names(client, model, protocol)
+    kwargs: dict[str, Any] = {}
+    if timeout is not None:
+        kwargs["timeout" if protocol == "http" else "client_timeout"] = timeout
+    try:
+        result = client.infer(model, inputs, **kwargs)
+    except mod.InferenceServerException as exc:
+        raise RequestError(f"model {model!r} rejected the request: {exc.message()}") from exc
+    table = response_to_table(result, names)
+    if type(data).__module__.startswith("pandas"):
+        return table.to_pandas()
+    return table
+
+

@@ -1,0 +1,68 @@
+"""config.pbtxt writing (protobuf text format, deterministic)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+
+from funnel.triton.wire import TensorSpec
+
+__all__ = ["tensor_block", "python_model_config", "parameters_block"]
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)
+
+
+def tensor_block(kind: str, specs: Sequence[TensorSpec], ragged_batch: bool = False,
+                 reshape: Mapping[str, Sequence[int]] | None = None) -> str:
+    """``input [...]`` / ``output [...]`` entries for ``specs``."""
+    entries = []
+    for s in specs:
+        parts = [f"name: {_q(s.name)}", f"data_type: TYPE_{'STRING' if s.dtype == 'BYTES' else s.dtype}",
+                 f"dims: [ {', '.join(str(d) for d in s.dims)} ]"]
+        if reshape and s.name in reshape:
+            parts.append(f"reshape: {{ shape: [ {', '.join(str(d) for d in reshape[s.name])} ] }}")
+        if ragged_batch and kind == "input":
+            parts.append("allow_ragged_batch: true")
+        entries.append("  {\n    " + "\n    ".join(parts) + "\n  }")
+    return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
+
+
+def parameters_block(params: Mapping[str, str]) -> str:
+    """``parameters`` entries (string values), sorted by key."""
+    return "".join(
+        f"parameters {{\n  key: {_q(k)}\n  value: {{ string_value: {_q(str(v))} }}\n}}\n"
+        for k, v in sorted(params.items())
+    )
+
+
+def instance_block(kind: str, count: int) -> str:
+    """``instance_group`` for ``kind`` "cpu" or "gpu"."""
+    k = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[kind]
+    return f"instance_group [\n  {{\n    count: {int(count)}\n    kind: {k}\n  }}\n]\n"
+
+
+def python_model_config(
+    name: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    max_batch_size: int,
+    dynamic_batching: bool,
+    instance_kind: str,
+    instance_count: int,
+    parameters: Mapping[str, str] | None = None,
+    extra: str = "",
+) -> str:
+    """A Python-backend model's config.pbtxt."""
+    text = f"name: {_q(name)}\nbackend: \"python\"\nmax_batch_size: {int(max_batch_size)}\n"
+    if dynamic_batching and max_batch_size > 0:
+        text += "dynamic_batching {\n  max_queue_delay_microseconds: 0\n}\n"
+    text += tensor_block("input", inputs, ragged_batch=max_batch_size > 0)
+    text += tensor_block("output", outputs)
+    text += instance_block(instance_kind, instance_count)
+    text += parameters_block(parameters or {})
+    return text + extra
+
+

@@ -1,0 +1,232 @@
+"""Code the generated ``model.py`` files import: funnel graphs inside Triton's Python backend.
+
+``ExecutorModel`` runs a whole saved graph; ``OperatorModel`` runs one operator node
+(ensemble mode). Tensor I/O goes through DLPack both ways: with numpy 2, the 2.51 stub's
+``as_numpy()`` returns wrong data silently and ``pb_utils.Tensor(name, ndarray)`` returns
+empty tensors. :func:`self_check` verifies the path at load and refuses to serve otherwise.
+This module imports ``triton_python_backend_utils`` only inside the server.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funnel.errors import FunnelError, RequestError
+from funnel.executor import run_lifted, validate_request
+from funnel.schema import Schema
+from funnel.table import Table, array_module
+from funnel.triton.wire import VALUES, decode_table, encode_table, tensor_specs
+
+__all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2"]
+
+NUMPY2 = int(np.__version__.split(".", 1)[0]) >= 2
+
+#: arrays whose values would expose a wrong-data path (the stub returned [1, 1, 1] for [1, 2, 3])
+_CHECK_ARRAYS = (
+    (np.arange(12, dtype=np.float32).reshape(1, 3, 4) * 1.25 - 3.0),
+    np.array([[0, 5, 9, 2**40, -7]], dtype=np.int64),
+    np.array([[3, -1, 4, 1, 5, 9, 2]], dtype=np.int32),
+    np.linspace(-1, 1, 6, dtype=np.float64).reshape(1, 2, 3),
+)
+
+
+def self_check(to_tensor: Callable[[str, Any], Any], from_tensor: Callable[[Any], Any]) -> None:
+    """Round-trip known arrays through ``to_tensor``/``from_tensor``; raise if anything changes.
+
+    Called at model load with the backend's tensor functions: a stub/numpy mismatch that
+    would corrupt data makes the model fail to load instead of returning wrong numbers.
+    """
+    for arr in _CHECK_ARRAYS:
+        try:
+            back = np.asarray(from_tensor(to_tensor("funnel_self_check", arr.copy())))
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeError(
+                f"funnel self-check: moving a {arr.dtype} tensor through the Python backend failed "
+                f"({type(exc).__name__}: {exc}); numpy {np.__version__}. See docs/serving.md"
+            ) from exc
+        if back.shape != arr.shape or back.dtype != arr.dtype or not np.array_equal(back, arr):
+            raise RuntimeError(
+                f"funnel self-check: a {arr.dtype}{list(arr.shape)} tensor came back as "
+                f"{back.dtype}{list(back.shape)} {back.ravel()[:6].tolist()} instead of "
+                f"{arr.ravel()[:6].tolist()}: this Triton Python backend stub corrupts tensors with "
+                f"numpy {np.__version__}. Refusing to serve wrong numbers; use a stub built for "
+                "numpy 2 or a numpy<2 model environment (EXECUTION_ENV_PATH). See docs/serving.md"
+            )
+
+
+def _pb() -> Any:
+    import triton_python_backend_utils as pb_utils  # noqa: PLC0415 - exists only inside Triton
+
+    return pb_utils
+
+
+def _read(tensor: Any) -> Any:
+    """A backend tensor as a numpy (or, for GPU memory, cupy) array through DLPack."""
+    if tensor.is_cpu():
+        if NUMPY2 or tensor.triton_dtype != 13:  # 13 = TYPE_STRING: no DLPack route
+            return np.from_dlpack(tensor)
+        return tensor.as_numpy()
+    import cupy  # noqa: PLC0415
+
+    return cupy.from_dlpack(tensor.to_dlpack())
+
+
+def _write(name: str, array: Any) -> Any:
+    """A backend tensor from an array through DLPack (contiguous and writeable)."""
+    pb_utils = _pb()
+    if array_module(array) == "numpy":
+        array = np.asarray(array)
+        if array.dtype == object:
+            return pb_utils.Tensor(name, array)  # numpy<2 only (checked at load)
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            array = np.array(array, copy=True, order="C")
+    else:
+        xp = sys.modules[array_module(array)]
+        if array_module(array) == "cupy":
+            array = xp.ascontiguousarray(array)
+        else:
+            array = array.contiguous()
+    return pb_utils.Tensor.from_dlpack(name, array)
+
+
+class _FunnelModel:
+    """Shared request handling: decode, validate, concatenate, run once, split, respond."""
+
+    input_schema: Schema
+    output_schema: Schema
+
+    def _load(self, version_dir: Path) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _run(self, table: Table) -> Table:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        """Triton hook: self-check the tensor path, then load the graph (or operator)."""
+        pb_utils = _pb()
+        self.model_config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
+        self.device = params.get("FUNNEL_DEVICE", "cpu")
+        self_check(pb_utils.Tensor.from_dlpack, np.from_dlpack)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        try:
+            self._load(version_dir)
+        except FunnelError as exc:
+            raise RuntimeError(f"funnel: model {args['model_name']!r} cannot load: {exc}") from exc
+        strings = [c.name for c in (*self.input_schema, *self.output_schema) if c.dtype == "str"]
+        if strings and NUMPY2:
+            raise RuntimeError(
+                f"funnel: model {args['model_name']!r} has string column(s) {strings}, and string "
+                f"(BYTES) tensors cannot cross this Triton Python backend stub with numpy {np.__version__}. "
+                "Encode them as integer ids, or give the model a numpy<2 environment through the "
+                "EXECUTION_ENV_PATH parameter (docs/serving.md)"
+            )
+        self._input_names = [s.name for s in tensor_specs(self.input_schema)]
+        self._dtypes = {c.name: c.numpy_dtype for c in self.output_schema}
+        gc.collect()
+        gc.freeze()  # long-lived model objects out of the collector's sight: cuts tail latency
+
+    def _decode(self, request: Any) -> Table:
+        pb_utils = _pb()
+        tensors: dict[str, Any] = {}
+        for name in self._input_names:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is not None:
+                tensors[name] = _read(tensor)
+        table = decode_table(tensors, self.input_schema)
+        if table.num_rows == 0:
+            raise RequestError("request has 0 rows; send at least one row")
+        table = validate_request(table, self.input_schema)
+        if self.device == "gpu":
+            table = table.to_cupy()
+        return table
+
+    def _respond(self, table: Table) -> Any:
+        pb_utils = _pb()
+        out = []
+        for name, arr in encode_table(table, self.output_schema).items():
+            want = self._dtypes.get(name[: -len(VALUES)] if name.endswith(VALUES) else name)
+            if want is not None and want != object and arr.dtype != want:
+                arr = arr.astype(want)
+            out.append(_write(name, arr))
+        return pb_utils.InferenceResponse(output_tensors=out)
+
+    @staticmethod
+    def _error(exc: BaseException) -> Any:
+        pb_utils = _pb()
+        msg = str(exc) if isinstance(exc, FunnelError) else f"{type(exc).__name__}: {exc}"
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg))
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Triton hook: one response per request; bad requests get their own error."""
+        responses: list[Any] = [None] * len(requests)
+        ok: list[tuple[int, Table]] = []
+        for i, request in enumerate(requests):
+            try:
+                ok.append((i, self._decode(request)))
+            except Exception as exc:  # noqa: BLE001 - becomes this request's error response
+                responses[i] = self._error(exc)
+        if len(ok) > 1:
+            try:
+                merged = self._run(Table.concat([t for _, t in ok]))
+                parts = merged.split([t.num_rows for _, t in ok])
+                for (i, _), part in zip(ok, parts):
+                    responses[i] = self._respond(part)
+                ok = []
+            except Exception:  # noqa: BLE001 - fall back to one run per request to isolate the bad one
+                pass
+        for i, table in ok:
+            try:
+                responses[i] = self._respond(self._run(table))
+            except Exception as exc:  # noqa: BLE001
+                responses[i] = self._error(exc)
+        return responses
+
+    def finalize(self) -> None:
+        """Triton hook: nothing to release beyond what garbage collection does."""
+
+
+class ExecutorModel(_FunnelModel):
+    """Executor mode: the whole graph saved in the model version directory."""
+
+    def _load(self, version_dir: Path) -> None:
+        from funnel.ensemble import Ensemble  # noqa: PLC0415
+
+        self.ensemble = Ensemble.load(version_dir)
+        self.input_schema = self.ensemble.input_schema
+        self.output_schema = self.ensemble.output_schema
+
+    def _run(self, table: Table) -> Table:
+        return self.ensemble._executor.transform(table, validate=False)
+
+
+class OperatorModel(_FunnelModel):
+    """Ensemble mode: one operator node, rebuilt from ``funnel-op.json`` and its artifacts."""
+
+    def _load(self, version_dir: Path) -> None:
+        from funnel.registry import get_operator  # noqa: PLC0415
+        from funnel.triton.export import OP_FILE  # noqa: PLC0415
+
+        doc = json.loads((version_dir / OP_FILE).read_text())
+        type_name = doc["op"]["type"]
+        hint = (doc.get("operators", {}).get(type_name) or {}).get("distribution")
+        op_cls = get_operator(type_name, distribution=hint)
+        self.op = op_cls.from_config(doc["op"]["config"])
+        art = version_dir / "artifacts"
+        if art.is_dir():
+            self.op.load_artifacts(art)
+        self.input_schema = Schema.from_dict(doc["input_schema"])
+        self.output_schema = Schema.from_dict(doc["output_schema"])
+        self.lifted = bool(doc["lifted"])
+        self._out_names = self.output_schema.column_names
+
+    def _run(self, table: Table) -> Table:
+        out = run_lifted(self.op, table) if self.lifted else self.op.transform(table)
+        return out.select(self._out_names)

@@ -1,0 +1,115 @@
+"""Small operators and a demo graph for testing exports (importable inside a served model).
+
+Operators a served model uses must be importable in the server's Python environment; these
+live in the installed ``funnel`` package so tests and examples can serve them anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from funnel.ensemble import Ensemble
+from funnel.graph import Node
+from funnel.operator import Operator
+from funnel.ops.filter import FilterCandidates
+from funnel.ops.unroll import UnrollFeatures
+from funnel.schema import ColumnSchema, Schema
+from funnel.table import Ragged, Table
+
+__all__ = ["LinearScore", "TopByScore", "demo_ensemble", "demo_request"]
+
+
+class LinearScore(Operator):
+    """Row-wise test scorer: ``score = weight * item + user_age`` (float32)."""
+
+    rowwise = True
+
+    def __init__(self, weight: float = 0.37, item_col: str = "candidates", user_col: str = "user_age") -> None:
+        self.weight = float(weight)
+        self.item_col = item_col
+        self.user_col = user_col
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        self.require(input_schema, [self.item_col, self.user_col])
+        return Schema([ColumnSchema("score", "float32")])
+
+    def transform(self, table: Table) -> Table:
+        xp = np if type(table[self.item_col]).__module__ == "numpy" else __import__("cupy")
+        score = table[self.item_col].astype(xp.float32) * xp.float32(self.weight) + table[self.user_col].astype(xp.float32)
+        return Table({"score": score})
+
+    def to_config(self) -> dict[str, Any]:
+        return {"weight": self.weight, "item_col": self.item_col, "user_col": self.user_col}
+
+
+class TopByScore(Operator):
+    """Ordering test op: the ``k`` best-scored candidates per row as a dense (B, k) int64 array
+    (padded with -1) plus their scores."""
+
+    def __init__(self, k: int = 3) -> None:
+        self.k = int(k)
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        self.require(input_schema, ["candidates", "score"], list_column=True)
+        return Schema([
+            ColumnSchema("top_ids", "int64", dims=(self.k,), is_list=True, is_ragged=False),
+            ColumnSchema("top_scores", "float32", dims=(self.k,), is_list=True, is_ragged=False),
+        ])
+
+    def transform(self, table: Table) -> Table:
+        ids = Ragged(_host(table["candidates"].values), _host(table["candidates"].offsets))
+        scores = Ragged(_host(table["score"].values), _host(table["score"].offsets))
+        b = ids.num_rows
+        top_ids = np.full((b, self.k), -1, dtype=np.int64)
+        top_scores = np.zeros((b, self.k), dtype=np.float32)
+        for r in range(b):
+            s, i = scores.row(r), ids.row(r)
+            order = np.argsort(-s, kind="stable")[: self.k]
+            top_ids[r, : order.size] = i[order]
+            top_scores[r, : order.size] = s[order]
+        return Table({"top_ids": top_ids, "top_scores": top_scores})
+
+    def to_config(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TopByScore:
+        return cls(**config)
+
+
+def _host(arr: Any) -> np.ndarray:
+    return arr.get() if type(arr).__module__.startswith("cupy") else np.asarray(arr)
+
+
+REQUEST_SCHEMA = Schema([
+    ColumnSchema("user_id", "int64"),
+    ColumnSchema("user_age", "float32"),
+    ColumnSchema("candidates", "int64", dims=(None,)),
+    ColumnSchema("seen", "int64", dims=(None,)),
+])
+
+
+def demo_ensemble(k: int = 3) -> Ensemble:
+    """request → FilterCandidates(seen) → UnrollFeatures(user cols) → LinearScore → TopByScore,
+    plus the filtered candidates and their scores as ragged outputs."""
+    filtered = Node.coerce(["candidates", "seen"]) >> FilterCandidates("seen", input_col="candidates")
+    unrolled = filtered >> UnrollFeatures("candidates", Node.coerce(["user_id", "user_age"]))
+    scored = unrolled >> LinearScore()
+    ranked = (unrolled["candidates"] + scored) >> TopByScore(k)
+    return Ensemble(ranked + scored + unrolled["candidates"], REQUEST_SCHEMA)
+
+
+def demo_request(rows: int, seed: int = 0) -> Table:
+    """A request of ``rows`` users with ragged candidate and seen lists (some empty)."""
+    rng = np.random.default_rng(seed)
+    cand = [rng.choice(1000, size=int(rng.integers(0, 9)), replace=False).astype(np.int64) for _ in range(rows)]
+    seen = [np.asarray(c[: int(rng.integers(0, len(c) + 1))][::2], dtype=np.int64) for c in cand]
+    return Table({
+        "user_id": np.arange(rows, dtype=np.int64) + 100,
+        "user_age": (rng.random(rows) * 50 + 18).astype(np.float32),
+        "candidates": Ragged.from_lists(cand, dtype="int64"),
+        "seen": Ragged.from_lists(seen, dtype="int64"),
+    })
