@@ -38,7 +38,12 @@ def _type_name_of(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-class Operator:
+class _OperatorMeta(type):
+    def __rrshift__(cls, other: Any) -> Any:
+        raise SchemaError(f"'>> {cls.__name__}' needs an operator instance: write '>> {cls.__name__}(...)'")
+
+
+class Operator(metaclass=_OperatorMeta):
     """Base class of graph operators.
 
     Subclasses override :meth:`compute_output_schema` and :meth:`transform`, and, when they

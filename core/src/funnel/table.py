@@ -275,6 +275,12 @@ class Table(Mapping[str, Any]):
         except KeyError:
             raise SchemaError(f"column {name!r} is not in the table; available: {list(self._columns)}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._columns.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._columns)
 
