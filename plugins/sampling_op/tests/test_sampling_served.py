@@ -1,0 +1,70 @@
+"""Served on the embedded Triton server (executor mode) equals in-process, for a fixed seed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
+from funnel.ops import UnrollFeatures
+from funnel.triton import TritonServer
+from funnel.triton.testing import LinearScore
+from funnel_sampling import SoftmaxSampling, TopK
+
+REQUEST = Schema(
+    [
+        ColumnSchema("user_age", "float32"),
+        ColumnSchema("candidates", "int64", dims=(None,)),
+    ]
+)
+
+
+def _ensemble(order: type, **kwargs: object) -> Ensemble:
+    """request → UnrollFeatures → LinearScore (row-wise) → ordering op."""
+    combined = Node.coerce(["candidates"]) >> UnrollFeatures("candidates", ColumnSelector(["user_age"]))
+    scored = combined >> LinearScore(weight=0.01)
+    return Ensemble(combined["candidates"] >> order(relevance_col=scored["score"], topk=4, **kwargs), REQUEST)
+
+
+def _requests() -> list[Table]:
+    rng = np.random.default_rng(3)
+    out = []
+    for rows in (1, 3, 5, 2):
+        lengths = rng.integers(0, 9, size=rows)
+        out.append(
+            Table(
+                {
+                    "user_age": rng.random(rows).astype(np.float32),
+                    "candidates": Ragged.from_lists(
+                        [rng.choice(200, size=n, replace=False) for n in lengths], dtype="int64"
+                    ),
+                }
+            )
+        )
+    return out
+
+
+def _assert_same(served: Table, local: Table) -> None:
+    np.testing.assert_array_equal(np.asarray(served["ordered_ids"]), local["ordered_ids"])
+    np.testing.assert_array_equal(np.asarray(served["ordered_scores"]), local["ordered_scores"])
+
+
+def test_served_equals_in_process(tmp_path: Path) -> None:
+    def sampling() -> Ensemble:
+        return _ensemble(SoftmaxSampling, temperature=0.05, seed=2024)
+
+    repo = sampling().export(tmp_path / "repo")
+    topk_repo = _ensemble(TopK).export(tmp_path / "topk_repo", name="topk")
+    shutil.copytree(topk_repo / "topk", repo / "topk")
+
+    local_sampling, local_topk = sampling(), _ensemble(TopK)
+    requests = _requests()
+    with TritonServer(repo, timeout=120) as server:
+        for table in requests:
+            local = local_sampling.transform(table)
+            served = server.infer(table, model="funnel")
+            assert served.num_rows == table.num_rows
+            _assert_same(served, local)
+            _assert_same(server.infer(table, model="topk"), local_topk.transform(table))
