@@ -1,0 +1,5 @@
+"""funnel-feast: look up Feast online features for the ids of a request batch."""
+
+from funnel_feast.query import REPO_PATH_ENV, QueryFeast
+
+__all__ = ["QueryFeast", "REPO_PATH_ENV"]
