@@ -8,7 +8,7 @@ import numpy as np
 
 from funnel.errors import RequestError, ServerError
 from funnel.table import Ragged, Table
-from funnel.triton.wire import OFFSETS, VALUES, encode_table
+from funnel.triton.wire import OFFSETS, OUTPUT_PREFIX, VALUES, encode_table
 
 __all__ = ["make_client", "table_to_inputs", "response_to_table", "infer"]
 
@@ -69,12 +69,12 @@ def response_to_table(result: Any, output_names: list[str] | None = None) -> Tab
         arr = result.as_numpy(name)
         if arr is None:
             raise ServerError(f"the response has no tensor {name!r}")
+        col = name[len(OUTPUT_PREFIX):] if name.startswith(OUTPUT_PREFIX) else name
         if name.endswith(VALUES):
-            col = name[: -len(VALUES)]
-            offsets = result.as_numpy(col + OFFSETS)
-            columns[col] = Ragged(arr[0], offsets[0].astype(np.int64))
+            offsets = result.as_numpy(name[: -len(VALUES)] + OFFSETS)
+            columns[col[: -len(VALUES)]] = Ragged(arr[0], offsets[0].astype(np.int64))
         else:
-            columns[name] = arr[0]
+            columns[col] = arr[0]
     return Table(columns)
 
 

@@ -16,12 +16,16 @@ def _q(text: str) -> str:
 
 
 def tensor_block(kind: str, specs: Sequence[TensorSpec], ragged_batch: bool = False,
-                 reshape: Mapping[str, Sequence[int]] | None = None) -> str:
-    """``input [...]`` / ``output [...]`` entries for ``specs``."""
+                 reshape: Mapping[str, Sequence[int]] | None = None, batched: bool = True) -> str:
+    """``input [...]`` / ``output [...]`` entries for ``specs``.
+
+    ``batched=False`` (``max_batch_size: 0``) declares the leading request dimension of 1.
+    """
     entries = []
     for s in specs:
+        dims = s.dims if batched else (1, *s.dims)
         parts = [f"name: {_q(s.name)}", f"data_type: TYPE_{'STRING' if s.dtype == 'BYTES' else s.dtype}",
-                 f"dims: [ {', '.join(str(d) for d in s.dims)} ]"]
+                 f"dims: [ {', '.join(str(d) for d in dims)} ]"]
         if reshape and s.name in reshape:
             parts.append(f"reshape: {{ shape: [ {', '.join(str(d) for d in reshape[s.name])} ] }}")
         if ragged_batch and kind == "input":
@@ -53,16 +57,16 @@ def python_model_config(
     instance_kind: str,
     instance_count: int,
     parameters: Mapping[str, str] | None = None,
-    extra: str = "",
+    max_queue_delay_us: int = 0,
 ) -> str:
     """A Python-backend model's config.pbtxt."""
     text = f"name: {_q(name)}\nbackend: \"python\"\nmax_batch_size: {int(max_batch_size)}\n"
     if dynamic_batching and max_batch_size > 0:
-        text += "dynamic_batching {\n  max_queue_delay_microseconds: 0\n}\n"
-    text += tensor_block("input", inputs, ragged_batch=max_batch_size > 0)
-    text += tensor_block("output", outputs)
+        text += "dynamic_batching {\n" f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}\n" "}\n"
+    text += tensor_block("input", inputs, ragged_batch=max_batch_size > 0, batched=max_batch_size > 0)
+    text += tensor_block("output", outputs, batched=max_batch_size > 0)
     text += instance_block(instance_kind, instance_count)
     text += parameters_block(parameters or {})
-    return text + extra
+    return text
 
 

@@ -49,6 +49,7 @@ def export_ensemble(
     max_batch_size: int = 256,
     dynamic_batching: bool = True,
     overwrite: bool = False,
+    max_queue_delay_us: int = 0,
 ) -> Path:
     """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path``.
 
@@ -57,7 +58,8 @@ def export_ensemble(
     operator (``<index>_<Operator>``, the operator's native backend when it declares one)
     wired by a ``platform: "ensemble"`` model ``name``. ``max_batch_size`` counts requests
     (each request is a table of rows; see docs/serving.md). A non-empty ``path`` is refused
-    unless ``overwrite=True``.
+    unless ``overwrite=True``. ``max_queue_delay_us`` lets the dynamic batcher wait
+    that long to gather more requests into one ``execute()`` call.
     """
     if mode not in ("executor", "ensemble"):
         raise ExportError(f"mode must be 'executor' or 'ensemble', got {mode!r}")
@@ -75,6 +77,7 @@ def export_ensemble(
         "instance_count": int(instance_count),
         "max_batch_size": int(max_batch_size),
         "dynamic_batching": bool(dynamic_batching),
+        "max_queue_delay_us": int(max_queue_delay_us),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -124,7 +127,7 @@ def _replace(tmp: Path, target: Path) -> None:
 
 def _write_executor(
     ensemble: Ensemble, root: Path, name: str, version: int, instance_kind: str, instance_count: int,
-    max_batch_size: int, dynamic_batching: bool,
+    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int,
 ) -> str:
     model_dir = root / name
     version_dir = model_dir / str(version)
@@ -141,6 +144,7 @@ def _write_executor(
         instance_kind=instance_kind,
         instance_count=instance_count,
         parameters={"FUNNEL_DEVICE": instance_kind},
+        max_queue_delay_us=max_queue_delay_us,
     )
     (model_dir / "config.pbtxt").write_text(text)
     return name

@@ -23,6 +23,7 @@ from funnel.table import Ragged, Table, array_module, to_numpy
 __all__ = [
     "VALUES",
     "OFFSETS",
+    "OUTPUT_PREFIX",
     "TensorSpec",
     "tensor_specs",
     "triton_dtype",
@@ -32,6 +33,9 @@ __all__ = [
 
 VALUES = "__values"
 OFFSETS = "__offsets"
+#: ensemble-mode outputs whose tensor name equals a request tensor's carry this prefix
+#: (a Triton ensemble has one tensor namespace; an output may not reuse an input's name)
+OUTPUT_PREFIX = "out__"
 
 _TRITON_DTYPES = {
     "bool": "BOOL",
