@@ -9,9 +9,20 @@ from pathlib import Path
 import click
 
 from funnel import registry
+from funnel.errors import FunnelError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns funnel's own errors into a one-line ``Error: ...`` instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FunnelError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="funnel", prog_name="funnel")
 def cli() -> None:
     """funnel: compose, run and serve multi-stage recommender pipelines on Triton."""

@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+from funnel import ColumnSchema, ColumnSelector, Ensemble, Schema
+from funnel.ops import UnrollFeatures
+
+FUNNEL = str(Path(sys.executable).parent / "funnel")
+
+
+def run(*args, **env):
+    import os
+
+    return subprocess.run([FUNNEL, *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+
+
+def test_plugins_json_lists_builtins():
+    proc = run("plugins", "--json", FUNNEL_LOAD_PLUGINS="")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data[0]["name"] == "funnel"
+    assert set(data[0]["operators"]) == {"funnel.UnrollFeatures", "funnel.FilterCandidates"}
+
+
+def test_help_and_version():
+    assert "plugins" in run("--help").stdout
+    assert "funnel" in run("--version").stdout
+
+
+def test_graph_command_draws_a_saved_graph(tmp_path):
+    req = Schema([ColumnSchema("user_id", "int64"), ColumnSchema("cands", "int64", dims=(None,))])
+    ens = Ensemble(["cands"] >> UnrollFeatures("cands", ColumnSelector(["user_id"])), req)
+    ens.save(tmp_path / "g")
+    proc = run("graph", str(tmp_path / "g"), "-o", str(tmp_path / "g.svg"))
+    assert proc.returncode == 0, proc.stderr
+    svg = (tmp_path / "g.svg").read_text()
+    assert "<svg" in svg and "funnel.UnrollFeatures" in svg
+    dot = ens.to_dot()
+    assert "request ->" in dot and "unroll_cols" in dot
+    ens.render(tmp_path / "g.dot")
+    assert (tmp_path / "g.dot").read_text() == dot
+    (tmp_path / "empty").mkdir()
+    bad = run("graph", str(tmp_path / "empty"))
+    assert bad.returncode == 1 and "Error: no funnel-graph.json" in bad.stderr
+    assert "Traceback" not in bad.stderr
