@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, SchemaError
 from funnel.ops import UnrollFeatures
 from funnel.registry import get_operator

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, SchemaError, Table
 from funnel_sampling import SoftmaxSampling, TopK
 

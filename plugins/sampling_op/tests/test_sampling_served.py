@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
 from funnel.triton import TritonServer

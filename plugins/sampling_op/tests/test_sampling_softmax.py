@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Operator, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
 from funnel_sampling import SoftmaxSampling
@@ -82,8 +81,8 @@ def test_variable_lengths_padding_and_membership() -> None:
     assert sorted(oid[1, :2]) == [20, 21] and oid[1, 2] == -1 and np.isnan(osc[1, 2])
     assert list(oid[2]) == [-1, -1, -1] and np.all(np.isnan(osc[2]))
     assert list(oid[3]) == [30, -1, -1] and osc[3, 0] == 5.0
-    lookup = {i: s for row_i, row_s in zip(ids, scores) for i, s in zip(row_i, row_s)}
-    for i, s in zip(oid.ravel(), osc.ravel()):
+    lookup = {i: s for row_i, row_s in zip(ids, scores, strict=True) for i, s in zip(row_i, row_s, strict=True)}
+    for i, s in zip(oid.ravel(), osc.ravel(), strict=True):
         if i != -1:
             assert s == np.float32(lookup[int(i)])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
 from funnel_sampling import SoftmaxSampling, TopK
 
@@ -22,7 +21,7 @@ def _table(ids: list[list[int]], scores: list[list[float]]) -> Table:
 
 def _reference(ids: list[list[int]], scores: list[list[float]], k: int) -> np.ndarray:
     out = np.full((len(ids), k), -1, dtype=np.int64)
-    for r, (i, s) in enumerate(zip(ids, scores)):
+    for r, (i, s) in enumerate(zip(ids, scores, strict=True)):
         order = sorted(range(len(i)), key=lambda j: (-np.float32(s[j]), j))[:k]
         out[r, : len(order)] = [i[j] for j in order]
     return out

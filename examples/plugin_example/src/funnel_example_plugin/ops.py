@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from funnel import ColumnSchema, Operator, Schema, SchemaError, Table
 
 __all__ = ["ItemRecency"]

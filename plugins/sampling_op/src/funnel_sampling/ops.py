@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from funnel.errors import SchemaError
 from funnel.graph import Dependency
 from funnel.operator import Operator
