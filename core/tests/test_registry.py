@@ -155,3 +155,29 @@ def test_entry_point_operator_used_in_a_graph(plugin_site):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[2, 4]"
+
+
+def test_register_commands_hook_adds_a_cli_command():
+    import click
+    from click.testing import CliRunner
+
+    from funnel import cli as cli_module
+
+    @click.command("hello-plugin")
+    def hello():
+        """Say hello."""
+        click.echo("hello from a plugin")
+
+    class CommandPlugin:
+        @hookimpl
+        def register_commands(self, cli):
+            cli.add_command(hello)
+
+    registry.register_plugin(CommandPlugin(), name="cmds")
+    try:
+        cli_module._add_plugin_commands()
+        result = CliRunner().invoke(cli_module.cli, ["hello-plugin"])
+        assert result.exit_code == 0 and "hello from a plugin" in result.output
+    finally:
+        registry.unregister_plugin("cmds")
+        cli_module.cli.commands.pop("hello-plugin", None)
