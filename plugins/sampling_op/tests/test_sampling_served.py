@@ -1,4 +1,4 @@
-"""Served on the embedded Triton server (executor mode) equals in-process, for a fixed seed."""
+"""Served on the embedded Triton server (executor and ensemble mode) equals in-process, for a fixed seed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
 from funnel.triton import TritonServer
@@ -50,13 +51,18 @@ def _assert_same(served: Table, local: Table) -> None:
     np.testing.assert_array_equal(np.asarray(served["ordered_scores"]), local["ordered_scores"])
 
 
-def test_served_equals_in_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["executor", "ensemble"])
+def test_served_equals_in_process(tmp_path: Path, mode: str) -> None:
     def sampling() -> Ensemble:
         return _ensemble(SoftmaxSampling, temperature=0.05, seed=2024)
 
-    repo = sampling().export(tmp_path / "repo")
-    topk_repo = _ensemble(TopK).export(tmp_path / "topk_repo", name="topk")
-    shutil.copytree(topk_repo / "topk", repo / "topk")
+    repo = sampling().export(tmp_path / "repo", mode=mode)
+    topk_repo = _ensemble(TopK).export(tmp_path / "topk_repo", name="topk", mode=mode)
+    # one server for both graphs: add the TopK graph's models to the same repository
+    # (ensemble mode's shared upstream step models are identical in both, so they are kept once)
+    for model in topk_repo.iterdir():
+        if model.is_dir() and not (repo / model.name).exists():
+            shutil.copytree(model, repo / model.name)
 
     local_sampling, local_topk = sampling(), _ensemble(TopK)
     requests = _requests()
