@@ -112,7 +112,7 @@ class QueryFeast(Operator):
         view: str,
         column: str,
         entity: str,
-        features: Mapping[str, str],
+        features: Mapping[str, str] | Sequence[tuple[str, str]],
         entity_dtype: str = "int64",
         output_prefix: str | None = None,
         include_id: bool = False,
@@ -139,7 +139,8 @@ class QueryFeast(Operator):
         self.entity = entity
         self.entity_dtype = ColumnSchema(entity, entity_dtype).dtype
         self.features: dict[str, str] = {}
-        for name, spec in features.items():
+        pairs = features.items() if isinstance(features, Mapping) else features
+        for name, spec in pairs:
             dtype, is_list = _parse_spec(spec)
             self.features[name] = f"{_LIST_PREFIX}{dtype}>" if is_list else dtype
         self.output_prefix = output_prefix or None
@@ -361,7 +362,8 @@ class QueryFeast(Operator):
             "column": self.column,
             "entity": self.entity,
             "entity_dtype": self.entity_dtype,
-            "features": dict(self.features),
+            # a list of [name, dtype] pairs: exports write JSON with sorted keys, order matters
+            "features": [[name, spec] for name, spec in self.features.items()],
             "output_prefix": self.output_prefix,
             "include_id": self.include_id,
             "include_found": self.include_found,
