@@ -43,7 +43,7 @@ def _restrict(w: Wiring, names: list[str], where: str) -> Wiring:
 
 
 def write_ensemble_models(
-    ensemble: Ensemble, root: Path, name: str, version: int, instance_kind: str, instance_count: int,
+    ensemble: Ensemble, graph_dict: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
     max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int = 0,
 ) -> list[str]:
     """Write every operator's model and the ensemble model under ``root``; returns model names."""
@@ -85,7 +85,7 @@ def write_ensemble_models(
             op.save_artifacts(art)
             if not any(art.iterdir()):
                 art.rmdir()
-            (version_dir / OP_FILE).write_bytes(dumps_json(op_document(ensemble, bound.index)))
+            (version_dir / OP_FILE).write_bytes(dumps_json(op_document(graph_dict, bound.index)))
             (version_dir / "model.py").write_text(OP_SHIM)
             in_specs = tensor_specs(bound.input_schema)
             out_specs = tensor_specs(bound.output_schema)

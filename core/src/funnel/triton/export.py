@@ -79,15 +79,15 @@ def export_ensemble(
         "dynamic_batching": bool(dynamic_batching),
         "max_queue_delay_us": int(max_queue_delay_us),
     }
+    graph = ensemble.to_dict()  # once: finding plugin distributions scans installed packages
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         if mode == "executor":
-            models = [_write_executor(ensemble, tmp, name, **opts)]
+            models = [_write_executor(ensemble, graph, tmp, name, **opts)]
         else:
             from funnel.triton.ensemble_mode import write_ensemble_models  # noqa: PLC0415
 
-            models = write_ensemble_models(ensemble, tmp, name, **opts)
-        graph = ensemble.to_dict()
+            models = write_ensemble_models(ensemble, graph, tmp, name, **opts)
         manifest = {
             "format": "funnel-triton-repository/1",
             "funnel_version": graph.get("funnel_version"),
@@ -126,14 +126,14 @@ def _replace(tmp: Path, target: Path) -> None:
 
 
 def _write_executor(
-    ensemble: Ensemble, root: Path, name: str, version: int, instance_kind: str, instance_count: int,
+    ensemble: Ensemble, graph: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
     max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int,
 ) -> str:
     model_dir = root / name
     version_dir = model_dir / str(version)
     version_dir.mkdir(parents=True)
     ensemble.write_artifacts(version_dir / "artifacts")
-    (version_dir / GRAPH_FILE).write_bytes(dumps_json(ensemble.to_dict()))
+    (version_dir / GRAPH_FILE).write_bytes(dumps_json(graph))
     (version_dir / "model.py").write_text(EXECUTOR_SHIM)
     text = cfg.python_model_config(
         name,
@@ -155,10 +155,10 @@ def op_model_name(index: int, op: Any) -> str:
     return artifact_dir_name(index, op)
 
 
-def op_document(ensemble: Ensemble, index: int) -> dict[str, Any]:
-    """The ``funnel-op.json`` of one operator node (type, config, schemas, lifting)."""
-    graph = ensemble.graph.to_dict()
-    entry = next(e for e in graph["nodes"] if e["index"] == index)
+def op_document(graph: dict[str, Any], index: int) -> dict[str, Any]:
+    """The ``funnel-op.json`` of one operator node (type, config, schemas, lifting);
+    ``graph`` is ``Ensemble.to_dict()``."""
+    entry = next(e for e in graph["graph"]["nodes"] if e["index"] == index)
     return {
         "format": OP_FORMAT,
         "index": index,
@@ -166,5 +166,5 @@ def op_document(ensemble: Ensemble, index: int) -> dict[str, Any]:
         "input_schema": entry["input_schema"],
         "output_schema": entry["output_schema"],
         "lifted": entry["lifted"],
-        "operators": {entry["op"]["type"]: ensemble.to_dict()["operators"].get(entry["op"]["type"])},
+        "operators": {entry["op"]["type"]: graph["operators"].get(entry["op"]["type"])},
     }

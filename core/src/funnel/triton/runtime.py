@@ -120,7 +120,7 @@ class _FunnelModel:
             self._load(version_dir)
         except FunnelError as exc:
             raise RuntimeError(f"funnel: model {args['model_name']!r} cannot load: {exc}") from exc
-        strings = [c.name for c in (*self.input_schema, *self.output_schema) if c.dtype == "str"]
+        strings = sorted({c.name for c in (*self.input_schema, *self.output_schema) if c.dtype == "str"})
         if strings and NUMPY2:
             raise RuntimeError(
                 f"funnel: model {args['model_name']!r} has string column(s) {strings}, and string "

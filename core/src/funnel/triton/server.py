@@ -8,6 +8,7 @@ model in the repository is ready. Facts behind each setting: docs/serving.md.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -143,6 +144,7 @@ class TritonServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._log_path: Path | None = None
+        self._final_log = ""
         self._clients: dict[str, Any] = {}
 
     # -- addresses ------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class TritonServer:
     def log(self) -> str:
         """The server's log so far."""
         if self._log_path is None or not self._log_path.exists():
-            return ""
+            return self._final_log
         return self._log_path.read_text(errors="replace")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -229,13 +231,16 @@ class TritonServer:
         raise ServerError(f"tritonserver did not become ready within {self.timeout:.0f} s:\n{self.load_errors()}")
 
     def load_errors(self) -> str:
-        """The lines of the server log that explain a failure (or its tail)."""
+        """Why models failed to load, from the server log (or the log's tail)."""
         text = self.log
-        keep = [
-            line for line in text.splitlines()
-            if any(k in line for k in ("failed", "Error", "error:", "UNAVAILABLE", "Traceback", "funnel"))
-        ]
-        return "\n".join(keep[-40:]) if keep else "\n".join(text.splitlines()[-40:])
+        errors = []
+        for match in re.finditer(r"failed to load '([^']+)' version (\d+): (.*)", text):
+            message = match.group(3).split("\\n\\nAt:", 1)[0].rstrip('"')
+            errors.append(f"model {match.group(1)!r} (version {match.group(2)}) failed to load: {message}")
+        if errors:
+            return "\n".join(errors)
+        lines = [ln for ln in text.splitlines() if not ln.startswith(("|", "+"))]
+        return "\n".join(lines[-30:])
 
     def stop(self) -> None:
         """Stop the server (SIGINT, then SIGKILL after 15 s) and remove its temporary files."""
@@ -257,6 +262,7 @@ class TritonServer:
                     pass
                 proc.wait()
         if self._workdir is not None:
+            self._final_log = self.log
             self._workdir.cleanup()
             self._workdir = None
 
