@@ -66,6 +66,96 @@ def graph_cmd(source: str, output: str | None) -> None:
     click.echo(str(path))
 
 
+@cli.command("serve")
+@click.argument("repository", type=click.Path(exists=True, file_okay=False))
+@click.option("--http-port", type=int, default=8000, show_default=True, help="HTTP port (0 = any free port).")
+@click.option("--grpc-port", type=int, default=8001, show_default=True, help="gRPC port (0 = any free port).")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the models to load.")
+@click.option("--tritonserver", "binary", type=click.Path(dir_okay=False), default=None,
+              help="A tritonserver binary to use instead of the one in the nvidia-pytriton wheel / on PATH.")
+def serve_cmd(repository: str, http_port: int, grpc_port: int, timeout: float, binary: str | None) -> None:
+    """Serve an exported model repository with Triton until Ctrl-C.
+
+    REPOSITORY is a directory written by Ensemble.export(). The server listens on
+    127.0.0.1 only. Query it with `funnel infer` or any Triton client.
+    """
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from funnel.errors import ServerError  # noqa: PLC0415
+    from funnel.triton.server import TritonServer  # noqa: PLC0415
+
+    try:
+        server = TritonServer(repository, timeout=timeout, http_port=http_port or None,
+                              grpc_port=grpc_port or None, tritonserver=binary)
+        server.start()
+    except ServerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"serving {repository}\n  HTTP  {server.http_url}\n  gRPC  {server.grpc_url}\nCtrl-C to stop")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while server.running and not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exited = not server.running
+        server.stop()
+    if exited:
+        raise click.ClickException("tritonserver exited unexpectedly")
+
+
+def _read_rows(path: str) -> object:
+    import pandas as pd  # noqa: PLC0415
+
+    if path.endswith(".parquet"):
+        return pd.read_parquet(path)
+    if path.endswith(".csv"):
+        return pd.read_csv(path)
+    if path.endswith((".json", ".jsonl")):
+        with open(path) as f:
+            first = f.read(1)
+        return pd.read_json(path, lines=first != "[" and path.endswith(".jsonl"))
+    raise click.BadParameter("use a .json (list of row objects), .jsonl, .csv or .parquet file", param_hint="ROWS")
+
+
+@cli.command("infer")
+@click.argument("rows", type=click.Path(exists=True, dir_okay=False))
+@click.option("--url", default="127.0.0.1:8000", show_default=True,
+              help="Server address host:port (8000 is HTTP's default, 8001 gRPC's).")
+@click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True)
+@click.option("--model", default="funnel", show_default=True, help="Model name (the export's name=).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON records.")
+def infer_cmd(rows: str, url: str, protocol: str, model: str, as_json: bool) -> None:
+    """Send request rows from a file to a served model and print the result.
+
+    ROWS is a .json file holding a list of row objects (e.g. [{"user_id": 1,
+    "candidates": [3, 5, 7]}]), a .jsonl, .csv or .parquet file. List-valued fields
+    become list columns. Columns are cast to the model's request dtypes.
+    """
+    from funnel.errors import FunnelError  # noqa: PLC0415
+    from funnel.triton.client import cast_to_model, infer, make_client  # noqa: PLC0415
+
+    frame = _read_rows(rows)
+    try:
+        client = make_client(url, protocol)
+        table = cast_to_model(client, frame, model)
+        result = infer(client, table, model=model, protocol=protocol)
+    except FunnelError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - connection errors from tritonclient
+        raise click.ClickException(f"could not reach {url} ({protocol}): {exc}") from exc
+    frame_out = result.to_pandas()
+    if as_json:
+        click.echo(frame_out.to_json(orient="records"))
+    else:
+        import pandas as pd  # noqa: PLC0415
+
+        with pd.option_context("display.max_columns", None, "display.width", 200):
+            click.echo(frame_out.to_string())
+
+
 def _add_plugin_commands() -> None:
     try:
         registry.get_plugin_manager().hook.register_commands(cli=cli)

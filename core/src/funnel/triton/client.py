@@ -10,7 +10,7 @@ from funnel.errors import RequestError, ServerError
 from funnel.table import Ragged, Table
 from funnel.triton.wire import OFFSETS, OUTPUT_PREFIX, VALUES, encode_table
 
-__all__ = ["make_client", "table_to_inputs", "response_to_table", "infer"]
+__all__ = ["make_client", "table_to_inputs", "response_to_table", "infer", "cast_to_model"]
 
 _NP_TO_TRITON = {
     "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
@@ -76,6 +76,36 @@ def response_to_table(result: Any, output_names: list[str] | None = None) -> Tab
         else:
             columns[col] = arr[0]
     return Table(columns)
+
+
+_TRITON_TO_NP = {v: k for k, v in _NP_TO_TRITON.items()}
+
+
+def cast_to_model(client: Any, data: Any, model: str = "funnel") -> Table:
+    """A Table from ``data`` (DataFrame/dict/Table) with columns cast to the dtypes ``model``
+    declares (JSON/CSV rows arrive as int64/float64; list fields become ragged columns)."""
+    meta = client.get_model_metadata(model)
+    inputs = meta["inputs"] if isinstance(meta, dict) else meta.inputs
+    dtypes: dict[str, str] = {}
+    for inp in inputs:
+        name = inp["name"] if isinstance(inp, dict) else inp.name
+        datatype = inp["datatype"] if isinstance(inp, dict) else inp.datatype
+        if not name.endswith(OFFSETS):
+            dtypes[name[: -len(VALUES)] if name.endswith(VALUES) else name] = _TRITON_TO_NP.get(datatype, "object")
+    ragged = {n[: -len(VALUES)] for n in (i["name"] if isinstance(i, dict) else i.name for i in inputs) if n.endswith(VALUES)}
+    table = Table.from_any(data)
+    out: dict[str, Any] = {}
+    for name, col in table.items():
+        want = dtypes.get(name)
+        if name in ragged and not isinstance(col, Ragged):
+            col = Ragged.from_dense(np.asarray(col))
+        if want is None or want == "object":
+            out[name] = col
+        elif isinstance(col, Ragged):
+            out[name] = Ragged(np.asarray(col.values).astype(want), col.offsets)
+        else:
+            out[name] = np.asarray(col).astype(want)
+    return Table(out, num_rows=table.num_rows)
 
 
 _OUTPUTS: dict[tuple[int, str], list[str]] = {}

@@ -1,0 +1,62 @@
+"""`funnel serve` in a subprocess, `funnel infer` against it (HTTP and gRPC)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from funnel.cli import cli
+from funnel.triton.server import _free_port
+from funnel.triton.testing import demo_request
+
+
+@pytest.fixture(scope="module")
+def served(ensemble, tmp_path_factory):
+    repo = ensemble.export(tmp_path_factory.mktemp("cli") / "repo")
+    http, grpc = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funnel.cli", "serve", str(repo), "--http-port", str(http), "--grpc-port", str(grpc)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1).status == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    yield http, grpc
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_infer_command(served, ensemble, tmp_path, protocol):
+    http, grpc = served
+    request = demo_request(3, seed=11)
+    rows = request.to_pandas()
+    path = tmp_path / "rows.json"
+    path.write_text(rows.to_json(orient="records"))
+    port = http if protocol == "http" else grpc
+    result = CliRunner().invoke(
+        cli, ["infer", str(path), "--url", f"127.0.0.1:{port}", "--protocol", protocol, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    want = ensemble.transform(request).to_pandas()
+    assert [r["top_ids"] for r in got] == [list(map(int, v)) for v in want["top_ids"]]
+    assert [r["candidates"] for r in got] == [list(map(int, v)) for v in want["candidates"]]
+
+
+def test_help_texts():
+    for cmd in ("serve", "infer"):
+        result = CliRunner().invoke(cli, [cmd, "--help"])
+        assert result.exit_code == 0 and "REPOSITORY" in result.output or "ROWS" in result.output
