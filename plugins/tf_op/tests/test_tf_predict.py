@@ -172,7 +172,7 @@ def test_rowwise_over_candidate_lists(savedmodel_dir, keras_model, direct):
     np.testing.assert_allclose(got.values, direct(flat), rtol=1e-5, atol=1e-6)
 
 
-def test_native_triton_model(savedmodel_dir, tmp_path):
+def test_native_triton_model(savedmodel_dir, tmp_path, rows_maker):
     op = PredictTensorflow(savedmodel_dir)
     native = op.native_triton_model()
     assert isinstance(native, NativeTritonModel)
@@ -184,12 +184,30 @@ def test_native_triton_model(savedmodel_dir, tmp_path):
     op.write_native_model(version_dir)
     written = version_dir / "model.savedmodel"
     assert (written / "saved_model.pb").is_file() and (written / "variables").is_dir()
-    # what Triton's TF backend would serve: the same signature, names and dtypes
+    # what Triton's TF backend serves: funnel's per-row shapes, the same names and numbers
     import tensorflow as tf
 
     sig = tf.saved_model.load(str(written)).signatures["serving_default"]
-    assert sorted(sig.structured_input_signature[1]) == sorted(native.inputs.values())
-    assert sorted(sig.structured_outputs) == sorted(native.outputs.values())
+    ins = sig.structured_input_signature[1]
+    assert {k: (v.shape.as_list(), v.dtype.name) for k, v in ins.items()} == {
+        "item_id": ([None], "int64"), "item_score": ([None], "float32"), "user_age": ([None], "int32")
+    }
+    assert {k: v.shape.as_list() for k, v in sig.structured_outputs.items()} == {"output_0": [None]}
+    rows = rows_maker(5, 7)
+    served = sig(**{k: tf.constant(v) for k, v in rows.items()})["output_0"].numpy()
+    np.testing.assert_allclose(served, op.transform(Table(rows))["output_0"], rtol=1e-6)
+
+
+def test_ensemble_mode_export_declares_the_native_model(savedmodel_dir, flat_request_schema, tmp_path):
+    ens = Ensemble(FEATURES >> PredictTensorflow(savedmodel_dir), flat_request_schema)
+    repo = ens.export(tmp_path / "repo", mode="ensemble")
+    (model_dir,) = [d for d in repo.iterdir() if d.name.endswith("_PredictTensorflow")]
+    config = (model_dir / "config.pbtxt").read_text()
+    assert 'platform: "tensorflow_savedmodel"' in config
+    for name in ("user_age", "item_id", "item_score", "output_0"):
+        assert f'name: "{name}"' in config
+    assert (model_dir / "1" / "model.savedmodel" / "saved_model.pb").is_file()
+    assert not list(model_dir.rglob("model.py"))  # served by the TF backend, not Python
 
 
 def test_keras_file_with_custom_objects(tmp_path):

@@ -386,6 +386,41 @@ class PredictTensorflow(Operator):
         )
 
     def write_native_model(self, version_dir: Path) -> None:
-        """Write ``version_dir/model.savedmodel`` for Triton's ``tensorflow_savedmodel`` platform."""
-        Path(version_dir).mkdir(parents=True, exist_ok=True)
-        self._copy_model(Path(version_dir) / ARTIFACT_NAME)
+        """Write ``version_dir/model.savedmodel`` for Triton's ``tensorflow_savedmodel`` platform.
+
+        Its ``serving_default`` signature takes and returns funnel's per-row shapes (what
+        the exporter's config declares): a scalar-per-row input is ``(B,)`` and a ``(B, 1)``
+        output comes back as ``(B,)``. When the model's own signature already has those
+        shapes it is copied as it is; otherwise a thin wrapper SavedModel that reshapes
+        around the original signature (same variables) is written.
+        """
+        version_dir = Path(version_dir)
+        version_dir.mkdir(parents=True, exist_ok=True)
+        target = version_dir / ARTIFACT_NAME
+        wrap_in = any(dims == (1,) for _, dims, _ in self._plan)
+        wrap_out = any(squeeze for _, squeeze in self._squeeze)
+        if not (wrap_in or wrap_out or self.signature != "serving_default"):
+            self._copy_model(target)
+            return
+        if self._fn is None:
+            raise ArtifactError(f"{self.label}: no model loaded, nothing to write; call load_artifacts first")
+        tf = _tf()
+        plan, squeeze, fn = self._plan, self._squeeze, self._fn
+        specs = [
+            tf.TensorSpec([None, *(() if dims == (1,) else dims)], tf.string if dt.kind == "O" else tf.as_dtype(dt), name=name)
+            for name, dims, dt in plan
+        ]
+
+        def serve(*args: Any) -> dict[str, Any]:
+            feeds = {name: tf.reshape(a, [-1, 1]) if dims == (1,) else a for (name, dims, _), a in zip(plan, args)}
+            result = fn(**feeds)
+            return {name: tf.reshape(result[name], [-1]) if sq else result[name] for name, sq in squeeze}
+
+        module = tf.Module()
+        module.model = self._loaded  # tracks the original variables
+        module.serve = tf.function(serve, input_signature=specs)
+        if target.exists():
+            shutil.rmtree(target)
+        tf.saved_model.save(
+            module, str(target), signatures={"serving_default": module.serve.get_concrete_function()}
+        )
