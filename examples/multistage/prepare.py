@@ -125,7 +125,7 @@ def _ranker_examples(
     later: pd.DataFrame,
     log: Callable[[str], None],
     topk: int = 100,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Candidate rows as the served pipeline makes them, labelled by what users watched next.
 
     Towers trained on ``earlier`` retrieve ``topk`` items per user, the user's ``earlier``
@@ -142,27 +142,27 @@ def _ranker_examples(
     keep = seen_rows.notna().to_numpy()
     scores[seen_rows[keep].astype(int).to_numpy(), earlier.item_id.to_numpy()[keep]] = -np.inf
     k = min(topk, int(item_exists.sum()) - 1)
-    top = np.argpartition(-scores, k, axis=1)[:, :k]
-    rows = np.repeat(np.arange(users.size), k)
-    items = top.reshape(-1)
-    s = scores[rows, items]
-    ok = np.isfinite(s)
-    rows, items, s = rows[ok], items[ok], s[ok]
-    later_key = set(zip(later.user_id.map(row_of).to_numpy().tolist(), later.item_id.to_numpy().tolist()))
-    labels = np.fromiter(((r, i) in later_key for r, i in zip(rows.tolist(), items.tolist())), dtype=bool, count=rows.size)
+    top = np.argpartition(-scores, k, axis=1)[:, :k]  # (users, k)
+    s = np.take_along_axis(scores, top, axis=1)
+    valid = np.isfinite(s)
+    s = np.where(valid, s, 0.0)
+    later_rows = later.user_id.map(row_of).to_numpy()
+    watched = np.zeros(scores.shape, dtype=bool)
+    watched[later_rows, later.item_id.to_numpy()] = True
+    labels = np.take_along_axis(watched, top, axis=1) & valid
     pop = _popularity(earlier, split_items["item_id"].size)
-    uid = users[rows]
+    uid = np.repeat(users[:, None], k, axis=1)
     feats = {
         "score": s.astype(np.float32),
-        "popularity": pop[items],
+        "popularity": pop[top],
         "age": split_users["age"][uid],
         "gender": split_users["gender"][uid],
         "occupation": split_users["occupation"][uid],
-        "year": split_items["year"][items],
-        "genres": split_items["genres"][items],
+        "year": split_items["year"][top],
+        "genres": split_items["genres"][top],
     }
-    log(f"    ranker examples: {rows.size} candidates of {users.size} users, {labels.mean():.1%} positive")
-    return feats, labels
+    log(f"    ranker examples: {k} candidates for each of {users.size} users, {labels[valid].mean():.1%} positive")
+    return feats, labels, valid
 
 
 def prepare(
@@ -216,8 +216,8 @@ def prepare(
 
     log("[prepare] ranker training data: two-tower on the earlier 80% of train, labels from the rest")
     earlier, later = time_split(train)
-    feats, labels = _ranker_examples(cfg, users, items, item_exists, earlier, later, log)
-    head = train_ranker(cfg, feats, labels, log=log)
+    feats, labels, valid = _ranker_examples(cfg, users, items, item_exists, earlier, later, log)
+    head = train_ranker(cfg, feats, labels, valid, log=log)
 
     log("[prepare] two-tower retrieval model on all training interactions (in-batch softmax, logQ-corrected)")
     towers = train_two_tower(cfg, users, items, train.user_id.to_numpy(), train.item_id.to_numpy(), log)
@@ -242,7 +242,7 @@ def prepare(
 
     art.titles.parent.mkdir(parents=True, exist_ok=True)
     ml.items[["item_id", "title"]].to_parquet(art.titles, index=False)
-    art.stats = {"build_seconds": round(time.perf_counter() - t0, 1), "ranker_positive_rate": float(labels.mean())}
+    art.stats = {"build_seconds": round(time.perf_counter() - t0, 1), "ranker_positive_rate": float(labels[valid].mean())}
     marker.write_text(art.to_json())
     log(f"[prepare] done in {art.stats['build_seconds']} s")
     return art
