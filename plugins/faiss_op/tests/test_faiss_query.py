@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, SchemaError, Table
-from funnel.errors import ArtifactError
 from funnel.registry import get_operator
 from funnel_faiss import QueryFaiss, build_index
 
@@ -32,7 +31,7 @@ def indexes(data, tmp_path_factory) -> dict[str, Path]:
 
 
 def recall(found: Ragged, truth: Ragged) -> float:
-    hits = sum(len(set(a) & set(b)) for a, b in zip(found.to_lists(), truth.to_lists()))
+    hits = sum(len(set(a) & set(b)) for a, b in zip(found.to_lists(), truth.to_lists(), strict=True))
     return hits / sum(len(b) for b in truth.to_lists())
 
 
