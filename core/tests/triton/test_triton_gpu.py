@@ -1,0 +1,34 @@
+"""KIND_GPU executor model with cupy tables (runs on a GPU machine; skipped without a GPU)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+
+def _has_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        import cupy
+
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0 and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no driver, no cupy: no GPU test
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _has_gpu(), reason="needs an NVIDIA GPU with cupy")
+
+
+def test_kind_gpu_executor_equals_transform(ensemble, tmp_path):
+    from funnel.triton import TritonServer
+    from funnel.triton.testing import demo_request
+
+    repo = ensemble.export(tmp_path / "repo", instance_kind="gpu")
+    assert "KIND_GPU" in (repo / "funnel" / "config.pbtxt").read_text()
+    with TritonServer(repo, timeout=180) as server:
+        for rows in (1, 7):
+            request = demo_request(rows, seed=rows)
+            assert server.infer(request) == ensemble.transform(request)
