@@ -151,4 +151,4 @@ def redis_server() -> Iterator[str]:
 def redis_repo(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Path:
     """The same feature repo with the Redis online store."""
     root = tmp_path_factory.mktemp("feast_redis")
-    return build_repo(root, "funnel_redis", f"  type: redis\n  connection_string: \"{redis_server}\"")
+    return build_repo(root, "funnel_redis", f'  type: redis\n  connection_string: "{redis_server}"')

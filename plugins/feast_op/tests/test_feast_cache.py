@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from funnel import Ragged, Table
 from funnel_feast import QueryFeast
 from funnel_feast.cache import FeatureCache
@@ -20,7 +19,9 @@ def items(ids) -> Table:
 
 def test_cache_serves_stale_rows_until_ttl(sqlite_repo, tmp_path):
     repo = shutil.copytree(sqlite_repo, tmp_path / "repo")
-    cached = QueryFeast.from_feature_view(repo, "item_features", "candidate_ids", cache_size=100, cache_ttl=0.5)
+    cached = QueryFeast.from_feature_view(
+        repo, "item_features", "candidate_ids", cache_size=100, cache_ttl=0.5
+    )
     fresh = QueryFeast.from_feature_view(repo, "item_features", "candidate_ids")
     assert cached.transform(items([1, 2]))["item_category"].values.tolist() == [1, 2]
     update = pd.DataFrame(

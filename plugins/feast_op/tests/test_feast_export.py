@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table
 from funnel.errors import ArtifactError
 from funnel.registry import get_operator
@@ -58,7 +57,8 @@ def test_schema_from_config_needs_no_store(sqlite_repo):
 
 def test_export_holds_no_store_settings(redis_repo, redis_server, tmp_path):
     ens = Ensemble(
-        ["candidate_ids"] >> QueryFeast.from_feature_view(redis_repo, "item_features", "candidate_ids"), REQUEST
+        ["candidate_ids"] >> QueryFeast.from_feature_view(redis_repo, "item_features", "candidate_ids"),
+        REQUEST,
     )
     saved = ens.save(tmp_path / "saved")
     every_file = "".join(p.read_text() for p in saved.rglob("*") if p.is_file())
@@ -95,7 +95,9 @@ def test_per_view_env_var_wins(sqlite_repo, redis_repo, monkeypatch):
 def test_registered_and_listed_by_cli():
     assert get_operator("feast.QueryFeast") is QueryFeast
     exe = Path(sys.executable).with_name("funnel")
-    result = subprocess.run([str(exe), "plugins", "--json"], capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [str(exe), "plugins", "--json"], capture_output=True, text=True, timeout=120, check=True
+    )
     listed = {p["name"]: p for p in json.loads(result.stdout)}
     assert listed["feast"]["distribution"] == "funnel-feast"
     assert "feast.QueryFeast" in listed["feast"]["operators"]

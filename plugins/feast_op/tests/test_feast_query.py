@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from feast import FeatureStore
-
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, SchemaError, Table
 from funnel.ops import UnrollFeatures
 from funnel_feast import QueryFeast
@@ -27,15 +26,19 @@ def item_op(repo, **kwargs) -> QueryFeast:
 def check_users(out: Table, ids: list[int], prefix: str = "") -> None:
     """Expected values come from the generator in conftest (user i: age 20+i, ...)."""
     known = [1 <= i <= 20 for i in ids]
-    np.testing.assert_array_equal(out[f"{prefix}age"], [20 + i if k else 0 for i, k in zip(ids, known)])
+    np.testing.assert_array_equal(
+        out[f"{prefix}age"], [20 + i if k else 0 for i, k in zip(ids, known, strict=True)]
+    )
     assert out[f"{prefix}age"].dtype == np.int32
-    np.testing.assert_allclose(out[f"{prefix}score"], [i / 10 if k else 0 for i, k in zip(ids, known)], rtol=1e-6)
+    np.testing.assert_allclose(
+        out[f"{prefix}score"], [i / 10 if k else 0 for i, k in zip(ids, known, strict=True)], rtol=1e-6
+    )
     assert out[f"{prefix}score"].dtype == np.float32
     assert out[f"{prefix}name"].dtype == object
-    assert list(out[f"{prefix}name"]) == [f"user{i}" if k else "" for i, k in zip(ids, known)]
+    assert list(out[f"{prefix}name"]) == [f"user{i}" if k else "" for i, k in zip(ids, known, strict=True)]
     genres = out[f"{prefix}genres"]
     assert isinstance(genres, Ragged) and genres.values.dtype == np.int64
-    assert genres.to_lists() == [list(range(i % 4)) if k else [] for i, k in zip(ids, known)]
+    assert genres.to_lists() == [list(range(i % 4)) if k else [] for i, k in zip(ids, known, strict=True)]
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
@@ -70,17 +73,32 @@ def test_candidate_lists_are_aligned_with_input_offsets(request):
     op = item_op(repo)
     ids = Ragged.from_lists([[1, 2, 3], [50, 999, 2], [], [7]], dtype="int64")
     out = op.transform(Table({"candidate_ids": ids}))
-    assert out.column_names == ["item_id", "item_category", "item_price", "item_brand", "item_popular", "item_found"]
+    assert out.column_names == [
+        "item_id",
+        "item_category",
+        "item_price",
+        "item_brand",
+        "item_popular",
+        "item_found",
+    ]
     for name in out.column_names:
         assert isinstance(out[name], Ragged) and out[name].offsets is ids.offsets
     flat = [1, 2, 3, 50, 999, 2, 7]
     known = [i != 999 for i in flat]
     np.testing.assert_array_equal(out["item_id"].values, flat)
-    np.testing.assert_array_equal(out["item_category"].values, [i % 7 if k else 0 for i, k in zip(flat, known)])
-    np.testing.assert_allclose(out["item_price"].values, [i * 1.5 if k else 0 for i, k in zip(flat, known)])
+    np.testing.assert_array_equal(
+        out["item_category"].values, [i % 7 if k else 0 for i, k in zip(flat, known, strict=True)]
+    )
+    np.testing.assert_allclose(
+        out["item_price"].values, [i * 1.5 if k else 0 for i, k in zip(flat, known, strict=True)]
+    )
     assert out["item_price"].values.dtype == np.float64
-    assert list(out["item_brand"].values) == [f"brand{i % 5}" if k else "" for i, k in zip(flat, known)]
-    np.testing.assert_array_equal(out["item_popular"].values, [i % 3 == 0 if k else False for i, k in zip(flat, known)])
+    assert list(out["item_brand"].values) == [
+        f"brand{i % 5}" if k else "" for i, k in zip(flat, known, strict=True)
+    ]
+    np.testing.assert_array_equal(
+        out["item_popular"].values, [i % 3 == 0 if k else False for i, k in zip(flat, known, strict=True)]
+    )
     np.testing.assert_array_equal(out["item_found"].values, known)
     schema = op.compute_output_schema(CANDIDATES_REQUEST)
     assert all(c.is_ragged for c in schema) and schema["item_price"].dtype == "float64"
@@ -91,7 +109,9 @@ def test_dense_candidates_and_unroll(sqlite_repo):
     user = ["user_id"] >> user_op(sqlite_repo, output_prefix="user", features=["age", "score"])
     items = ["candidate_ids"] >> item_op(sqlite_repo)
     combined = items >> UnrollFeatures("item_id", user[["user_age", "user_score"]])
-    request = Schema([ColumnSchema("user_id", "int64"), ColumnSchema("candidate_ids", "int64", dims=(3,), is_list=True)])
+    request = Schema(
+        [ColumnSchema("user_id", "int64"), ColumnSchema("candidate_ids", "int64", dims=(3,), is_list=True)]
+    )
     ens = Ensemble(combined, request)
     cands = np.array([[5, 6, 7], [8, 9, 999]], dtype=np.int64)
     out = ens.transform(Table({"user_id": np.array([2, 30]), "candidate_ids": cands}))
@@ -113,7 +133,9 @@ def test_naming_prefix_and_id(sqlite_repo):
     store = FeatureStore(repo_path=str(sqlite_repo))
     bare = QueryFeast.from_feature_view(store, "item_features", "candidate_ids", include_found=False)
     assert bare.output_names() == ["item_category", "item_price", "item_brand", "item_popular"]
-    with_id = QueryFeast.from_feature_view(store, "user_features", "user_id", output_prefix="u", include_id=True)
+    with_id = QueryFeast.from_feature_view(
+        store, "user_features", "user_id", output_prefix="u", include_id=True
+    )
     assert with_id.output_names() == ["u_user_id", "u_age", "u_score", "u_name", "u_genres", "u_found"]
     out = with_id.transform(Table({"user_id": np.array([2, 5])}))
     np.testing.assert_array_equal(out["u_user_id"], [2, 5])
@@ -124,7 +146,9 @@ def test_naming_prefix_and_id(sqlite_repo):
 
 def test_wrong_input_column_is_a_schema_error(sqlite_repo):
     with pytest.raises(SchemaError, match="missing"):
-        Ensemble(["user_id"] >> QueryFeast.from_feature_view(sqlite_repo, "user_features", "uid"), USER_REQUEST)
+        Ensemble(
+            ["user_id"] >> QueryFeast.from_feature_view(sqlite_repo, "user_features", "uid"), USER_REQUEST
+        )
     with pytest.raises(SchemaError, match="integer"):
         Ensemble(["user_id"] >> user_op(sqlite_repo), Schema([ColumnSchema("user_id", "float32")]))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
 from funnel.triton import TritonServer

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from funnel.errors import ArtifactError, SchemaError
 from funnel.operator import Operator
 from funnel.schema import ColumnSchema, Schema, Tags
@@ -120,6 +119,12 @@ class QueryFeast(Operator):
         cache_size: int = 0,
         cache_ttl: float = 300.0,
     ) -> None:
+        """Build from explicit settings (no registry read, no store contact).
+
+        ``entity`` is the view's join key; ``features`` maps feature name → dtype spec
+        (``"int32"``, ``"int64"``, ``"float32"``, ``"float64"``, ``"bool"``, ``"str"`` or
+        ``"list<dtype>"``), in output order; ``entity_dtype`` is ``"int64"``/``"int32"``/``"str"``.
+        """
         if isinstance(store, (str, Path)):
             self.repo_path = str(Path(store).resolve())
             self._store: FeatureStore | None = None
@@ -150,11 +155,14 @@ class QueryFeast(Operator):
         self.cache_ttl = float(cache_ttl)
         self._cache = FeatureCache(self.cache_size, self.cache_ttl) if self.cache_size > 0 else None
         self._lock = threading.Lock()
+        self._parsed = {name: _parse_spec(spec) for name, spec in self.features.items()}
         self._refs = [f"{view}:{f}" for f in self.features]
         names = self.output_names()
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
-            raise SchemaError(f"QueryFeast({view}): output columns {sorted(dupes)} collide; set output_prefix")
+            raise SchemaError(
+                f"QueryFeast({view}): output columns {sorted(dupes)} collide; set output_prefix"
+            )
 
     # -- construction from a registry ------------------------------------------------------
     @classmethod
@@ -186,12 +194,16 @@ class QueryFeast(Operator):
         key = keys[0]
         entity_dtype = feast_dtype(key.dtype.to_value_type())
         if entity_dtype not in ("int32", "int64", "str"):
-            raise SchemaError(f"QueryFeast: entity {key.name!r} of view {view!r} must be an int or string key")
+            raise SchemaError(
+                f"QueryFeast: entity {key.name!r} of view {view!r} must be an int or string key"
+            )
         available = {f.name: f for f in fv.features}
         wanted = list(features) if features is not None else list(available)
         unknown = [f for f in wanted if f not in available]
         if unknown:
-            raise SchemaError(f"QueryFeast: view {view!r} has no feature(s) {unknown}; it has {list(available)}")
+            raise SchemaError(
+                f"QueryFeast: view {view!r} has no feature(s) {unknown}; it has {list(available)}"
+            )
         specs = {name: feast_dtype(available[name].dtype.to_value_type()) for name in wanted}
         return cls(
             fs,
@@ -242,7 +254,9 @@ class QueryFeast(Operator):
         (col,) = self.require(input_schema, [self.column], dtype_kinds=kinds)
         per_list = len(col.dims) > 0  # a (B, k) id column is a fixed-length list per row
         if len(col.dims) > 1:
-            raise SchemaError(f"{self.label}: column {self.column!r} must hold one id or one list of ids per row")
+            raise SchemaError(
+                f"{self.label}: column {self.column!r} must hold one id or one list of ids per row"
+            )
         out: list[ColumnSchema] = []
         if self.include_id:
             out.append(ColumnSchema(self.id_column, col.dtype, tags=[Tags.ID]))
@@ -272,7 +286,9 @@ class QueryFeast(Operator):
                 ragged = Ragged.from_dense(ids)
                 ids, offsets = ragged.values, ragged.offsets
             elif ids.ndim != 1:
-                raise SchemaError(f"{self.label}: column {self.column!r} has shape {ids.shape}; expected (B,) or (B, k)")
+                raise SchemaError(
+                    f"{self.label}: column {self.column!r} has shape {ids.shape}; expected (B,) or (B, k)"
+                )
         if offsets is not None and to_numpy(offsets)[-1] != ids.shape[0]:
             raise SchemaError(f"{self.label}: ragged column {self.column!r} has inconsistent offsets")
         if ids.shape[0]:
@@ -284,8 +300,7 @@ class QueryFeast(Operator):
         out: dict[str, Any] = {}
         if self.include_id:
             out[self.id_column] = ids
-        for (name, spec), values in zip(self.features.items(), columns):
-            dtype, is_list = _parse_spec(spec)
+        for (name, (dtype, is_list)), values in zip(self._parsed.items(), columns, strict=True):
             if is_list:
                 out[self._out(name)] = _ragged(values, dtype).take_rows(inverse)
             else:
@@ -341,14 +356,17 @@ class QueryFeast(Operator):
         else:
             cached, missing = cache.get_many(ids)
             fetched = self._fetch(missing)
-            rows = list(zip(*fetched)) if missing else []
+            rows = list(zip(*fetched, strict=True)) if missing else []
             cache.put_many(
-                (key, None if all(v is None for v in row) else row) for key, row in zip(missing, rows)
+                (key, None if all(v is None for v in row) else row)
+                for key, row in zip(missing, rows, strict=True)
             )
-            cached.update(zip(missing, rows))
+            cached.update(zip(missing, rows, strict=True))
             empty = (None,) * len(self.features)
             ordered = [cached[k] or empty for k in ids]
-            columns = [list(c) for c in zip(*ordered)] if ordered else [[] for _ in self.features]
+            columns = (
+                [list(c) for c in zip(*ordered, strict=True)] if ordered else [[] for _ in self.features]
+            )
         found = np.zeros(len(ids), dtype=bool)
         for values in columns:
             found |= np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
@@ -398,7 +416,7 @@ def _ragged(values: list[Any], dtype: str) -> Ragged:
     np.cumsum(lengths, out=offsets[1:])
     np_dtype = np.dtype(object) if dtype == "str" else np.dtype(dtype)
     flat = itertools.chain.from_iterable(rows)
-    if np_dtype == object:
+    if np_dtype.kind == "O":
         data = np.array(list(flat), dtype=object)
     else:
         data = np.fromiter(flat, dtype=np_dtype, count=int(offsets[-1]))
