@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, Schema
 
 N_ITEMS = 50
@@ -34,7 +33,11 @@ def build_model() -> Any:
     feats = make_rows(rng, n)
     labels = (feats["item_id"] % 2 == 0).astype("float32")
     model.fit(
-        {"user_age": feats["user_age"][:, None], "item_id": feats["item_id"][:, None], "item_score": feats["item_score"]},
+        {
+            "user_age": feats["user_age"][:, None],
+            "item_id": feats["item_id"][:, None],
+            "item_score": feats["item_score"],
+        },
         labels[:, None],
         epochs=2,
         batch_size=64,
@@ -55,7 +58,11 @@ def make_rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 def direct_call(model: Any, rows: dict[str, np.ndarray]) -> np.ndarray:
     """The Keras model called directly on flat rows: (n,) scores."""
     out = model(
-        {"user_age": rows["user_age"][:, None], "item_id": rows["item_id"][:, None], "item_score": rows["item_score"]},
+        {
+            "user_age": rows["user_age"][:, None],
+            "item_id": rows["item_id"][:, None],
+            "item_score": rows["item_score"],
+        },
         training=False,
     )
     return np.asarray(out).reshape(-1)

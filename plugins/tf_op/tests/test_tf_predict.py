@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Ragged, Schema, SchemaError, Table
 from funnel.errors import ArtifactError
 from funnel.operator import NativeTritonModel
@@ -54,7 +53,9 @@ def test_threads_set_at_load_in_fresh_process(savedmodel_dir):
 
 
 @pytest.mark.parametrize("batch", [1, 32])
-def test_savedmodel_equals_direct_call(savedmodel_dir, keras_model, flat_request_schema, batch, rows_maker, direct):
+def test_savedmodel_equals_direct_call(
+    savedmodel_dir, keras_model, flat_request_schema, batch, rows_maker, direct
+):
     rows = rows_maker(batch, batch)
     ens = Ensemble(FEATURES >> PredictTensorflow(savedmodel_dir), flat_request_schema)
     out = ens.transform(Table(rows))
@@ -79,10 +80,21 @@ def test_accepts_b1_columns_and_in_memory_model(keras_model, rows_maker, direct)
 
 def test_safe_upcast_is_accepted(savedmodel_dir, keras_model, rows_maker, direct):
     # int32 item ids feed an int64 input: a safe cast, done at transform time
-    req = Schema([ColumnSchema("user_age", "int8"), ColumnSchema("item_id", "int32"), ColumnSchema("item_score", "float16")])
+    req = Schema(
+        [
+            ColumnSchema("user_age", "int8"),
+            ColumnSchema("item_id", "int32"),
+            ColumnSchema("item_score", "float16"),
+        ]
+    )
     rows = rows_maker(4, 6)
-    table = Table({"user_age": rows["user_age"].astype("int8"), "item_id": rows["item_id"].astype("int32"),
-                   "item_score": rows["item_score"].astype("float16")})
+    table = Table(
+        {
+            "user_age": rows["user_age"].astype("int8"),
+            "item_id": rows["item_id"].astype("int32"),
+            "item_score": rows["item_score"].astype("float16"),
+        }
+    )
     out = Ensemble(FEATURES >> PredictTensorflow(savedmodel_dir), req).transform(table)
     want = direct({**rows, "item_score": rows["item_score"].astype("float16").astype("float32")})
     np.testing.assert_allclose(out["output_0"], want, rtol=1e-5, atol=1e-6)
@@ -90,23 +102,47 @@ def test_safe_upcast_is_accepted(savedmodel_dir, keras_model, rows_maker, direct
 
 def test_wrong_dtype_and_missing_column_fail_at_build(savedmodel_dir):
     op = PredictTensorflow(savedmodel_dir)
-    bad_dtype = Schema([ColumnSchema("user_age", "int32"), ColumnSchema("item_id", "float64"), ColumnSchema("item_score", "float32")])
+    bad_dtype = Schema(
+        [
+            ColumnSchema("user_age", "int32"),
+            ColumnSchema("item_id", "float64"),
+            ColumnSchema("item_score", "float32"),
+        ]
+    )
     with pytest.raises(SchemaError, match=r"'item_id'.*float64.*int64"):
         Ensemble(FEATURES >> op, bad_dtype)
-    strings = Schema([ColumnSchema("user_age", "str"), ColumnSchema("item_id", "int64"), ColumnSchema("item_score", "float32")])
+    strings = Schema(
+        [
+            ColumnSchema("user_age", "str"),
+            ColumnSchema("item_id", "int64"),
+            ColumnSchema("item_score", "float32"),
+        ]
+    )
     with pytest.raises(SchemaError, match=r"'user_age'.*str"):
         Ensemble(FEATURES >> op, strings)
     missing = Schema([ColumnSchema("user_age", "int32"), ColumnSchema("item_id", "int64")])
     with pytest.raises(SchemaError, match=r"PredictTensorflow.*'item_score'.*missing"):
         Ensemble(["user_age", "item_id"] >> op, missing)
-    wrong_shape = Schema([ColumnSchema("user_age", "int32", dims=(3,)), ColumnSchema("item_id", "int64"), ColumnSchema("item_score", "float32")])
+    wrong_shape = Schema(
+        [
+            ColumnSchema("user_age", "int32", dims=(3,)),
+            ColumnSchema("item_id", "int64"),
+            ColumnSchema("item_score", "float32"),
+        ]
+    )
     with pytest.raises(SchemaError, match=r"'user_age'.*shape"):
         Ensemble(FEATURES >> op, wrong_shape)
 
 
 def test_unaligned_list_input_is_refused(savedmodel_dir):
     # a list column next to per-row columns: not candidate-aligned, so it is not lifted
-    req = Schema([ColumnSchema("user_age", "int32"), ColumnSchema("item_id", "int64", dims=(None,)), ColumnSchema("item_score", "float32")])
+    req = Schema(
+        [
+            ColumnSchema("user_age", "int32"),
+            ColumnSchema("item_id", "int64", dims=(None,)),
+            ColumnSchema("item_score", "float32"),
+        ]
+    )
     with pytest.raises(SchemaError, match=r"'item_id' is a list column.*UnrollFeatures"):
         Ensemble(FEATURES >> PredictTensorflow(savedmodel_dir), req)
 
@@ -190,7 +226,9 @@ def test_native_triton_model(savedmodel_dir, tmp_path, rows_maker):
     sig = tf.saved_model.load(str(written)).signatures["serving_default"]
     ins = sig.structured_input_signature[1]
     assert {k: (v.shape.as_list(), v.dtype.name) for k, v in ins.items()} == {
-        "item_id": ([None], "int64"), "item_score": ([None], "float32"), "user_age": ([None], "int32")
+        "item_id": ([None], "int64"),
+        "item_score": ([None], "float32"),
+        "user_age": ([None], "int32"),
     }
     assert {k: v.shape.as_list() for k, v in sig.structured_outputs.items()} == {"output_0": [None]}
     rows = rows_maker(5, 7)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
 from funnel.triton import TritonServer
@@ -47,7 +46,9 @@ def test_served_executor_equals_in_process(ranking_ensemble, tmp_path, direct):
             assert isinstance(served["output_0"], Ragged)
             assert served["output_0"].same_offsets(local["output_0"])
             assert served["item_id"].to_lists() == local["item_id"].to_lists()
-            np.testing.assert_allclose(served["output_0"].values, local["output_0"].values, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(
+                served["output_0"].values, local["output_0"].values, rtol=1e-6, atol=1e-7
+            )
             # and both equal the Keras model on the flattened candidate rows
             lengths = np.diff(table["item_id"].offsets)
             flat = {

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from funnel.errors import ArtifactError, SchemaError
 from funnel.operator import NativeTritonModel, Operator
 from funnel.schema import ColumnSchema, Schema
@@ -70,8 +69,18 @@ def configure_tensorflow(
     inter = _env_int("FUNNEL_TF_INTER_OP_THREADS") or inter_op_threads
     threading = tf.config.threading
     for value, setter, getter, label in (
-        (intra, threading.set_intra_op_parallelism_threads, threading.get_intra_op_parallelism_threads, "intra"),
-        (inter, threading.set_inter_op_parallelism_threads, threading.get_inter_op_parallelism_threads, "inter"),
+        (
+            intra,
+            threading.set_intra_op_parallelism_threads,
+            threading.get_intra_op_parallelism_threads,
+            "intra",
+        ),
+        (
+            inter,
+            threading.set_inter_op_parallelism_threads,
+            threading.get_inter_op_parallelism_threads,
+            "inter",
+        ),
     ):
         if value is None or getter() == value:
             continue
@@ -294,7 +303,7 @@ class PredictTensorflow(Operator):
         have = tuple(col.dims)
         if _is_scalar_dims(dims) and _is_scalar_dims(have):
             return
-        if len(have) != len(dims) or any(w is not None and w != h for w, h in zip(dims, have)):
+        if len(have) != len(dims) or any(w is not None and w != h for w, h in zip(dims, have, strict=True)):
             raise SchemaError(
                 f"{where} has per-row shape {have} but signature {self.signature!r} takes {dims}; "
                 "reshape it upstream"
@@ -308,7 +317,9 @@ class PredictTensorflow(Operator):
         if rows == 0:
             return Table(
                 {
-                    s["name"]: np.zeros((0, *_output_dims(s["shape"])), dtype=object if s["dtype"] == "str" else s["dtype"])
+                    s["name"]: np.zeros(
+                        (0, *_output_dims(s["shape"])), dtype=object if s["dtype"] == "str" else s["dtype"]
+                    )
                     for s in self.outputs
                 },
                 num_rows=0,
@@ -317,7 +328,9 @@ class PredictTensorflow(Operator):
         for name, dims, dtype in self._plan:
             col = table[name]
             if isinstance(col, Ragged):
-                raise SchemaError(f"{self.label}: input column {name!r} is a list column; expected one value per row")
+                raise SchemaError(
+                    f"{self.label}: input column {name!r} is a list column; expected one value per row"
+                )
             arr = to_numpy(col)
             if dims == (1,) and arr.ndim == 1:
                 arr = arr[:, None]
@@ -407,12 +420,19 @@ class PredictTensorflow(Operator):
         tf = _tf()
         plan, squeeze, fn = self._plan, self._squeeze, self._fn
         specs = [
-            tf.TensorSpec([None, *(() if dims == (1,) else dims)], tf.string if dt.kind == "O" else tf.as_dtype(dt), name=name)
+            tf.TensorSpec(
+                [None, *(() if dims == (1,) else dims)],
+                tf.string if dt.kind == "O" else tf.as_dtype(dt),
+                name=name,
+            )
             for name, dims, dt in plan
         ]
 
         def serve(*args: Any) -> dict[str, Any]:
-            feeds = {name: tf.reshape(a, [-1, 1]) if dims == (1,) else a for (name, dims, _), a in zip(plan, args)}
+            feeds = {
+                name: tf.reshape(a, [-1, 1]) if dims == (1,) else a
+                for (name, dims, _), a in zip(plan, args, strict=True)
+            }
             result = fn(**feeds)
             return {name: tf.reshape(result[name], [-1]) if sq else result[name] for name, sq in squeeze}
 
