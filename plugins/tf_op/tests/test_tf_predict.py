@@ -265,3 +265,41 @@ def test_keras_file_with_custom_objects(tmp_path):
     out = ens.transform(Table({"x": np.array([[1.0, 2.0]], dtype="float32")}))
     np.testing.assert_allclose(out["y"], [[2.0, 4.0]])
     assert ens.output_schema["y"].dims == (2,)
+
+
+def test_tf_saved_model_save_with_string_input(tmp_path):
+    """A plain tf.Module saved with tf.saved_model.save: string input, two named outputs."""
+    import tensorflow as tf
+
+    class Scorer(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = tf.Variable(2.0)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="genre"),
+                tf.TensorSpec([None, 3], tf.float32, name="emb"),
+            ]
+        )
+        def score(self, genre, emb):
+            length = tf.cast(tf.strings.length(genre), tf.float32)
+            return {"length": length[:, None] * self.weight, "norm": tf.reduce_sum(emb * emb, axis=1)}
+
+    module = Scorer()
+    path = tmp_path / "scorer"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.score})
+    op = PredictTensorflow(path)
+    req = Schema([ColumnSchema("genre", "str"), ColumnSchema("emb", "float32", dims=(3,))])
+    ens = Ensemble(["genre", "emb"] >> op, req)
+    assert ens.output_schema == Schema([ColumnSchema("length", "float32"), ColumnSchema("norm", "float32")])
+    out = ens.transform(
+        Table({"genre": np.array(["drama", "sci-fi"], dtype=object), "emb": np.ones((2, 3), dtype="float32")})
+    )
+    np.testing.assert_allclose(out["length"], [10.0, 12.0])
+    np.testing.assert_allclose(out["norm"], [3.0, 3.0])
+    with pytest.raises(SchemaError, match=r"'genre'.*int64.*str"):
+        Ensemble(
+            ["genre", "emb"] >> op,
+            Schema([ColumnSchema("genre", "int64"), ColumnSchema("emb", "float32", dims=(3,))]),
+        )
