@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from funnel.errors import ArtifactError
 
 __all__ = ["MovieLens", "GENRES", "find_movielens", "load_movielens", "time_split"]
@@ -62,15 +61,19 @@ class MovieLens:
         """Largest item id + 1 (embedding table size)."""
         return int(self.items.item_id.max()) + 1
 
-    def subset(self, num_users: int, num_items: int) -> MovieLens:
-        """The most active ``num_users`` users and most popular ``num_items`` items (for tests)."""
+    def subset(self, num_users: int, num_items: int, seed: int = 0) -> MovieLens:
+        """The ``num_items`` most popular items and ``num_users`` random users (seeded) with at
+        least 10 interactions on them: a small, realistic slice for tests."""
         inter = self.interactions
         top_items = inter.item_id.value_counts().index[:num_items]
         inter = inter[inter.item_id.isin(top_items)]
-        top_users = inter.user_id.value_counts().index[:num_users]
-        inter = inter[inter.user_id.isin(top_users)]
+        counts = inter.user_id.value_counts()
+        eligible = np.sort(counts.index[counts >= 10].to_numpy())
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(eligible, size=min(num_users, eligible.size), replace=False)
+        inter = inter[inter.user_id.isin(chosen)]
         return MovieLens(
-            users=self.users[self.users.user_id.isin(top_users)].reset_index(drop=True),
+            users=self.users[self.users.user_id.isin(chosen)].reset_index(drop=True),
             items=self.items[self.items.item_id.isin(top_items)].reset_index(drop=True),
             interactions=inter.reset_index(drop=True),
         )

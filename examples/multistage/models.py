@@ -17,7 +17,7 @@ load them without this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,7 +137,7 @@ def train_two_tower(
     items: Mapping[str, np.ndarray],
     train_user_idx: np.ndarray,
     train_item_idx: np.ndarray,
-    log: callable = print,
+    log: Callable[[str], None] = print,
 ) -> TwoTower:
     """Train with in-batch softmax and the ``-log(item frequency)`` logit correction.
 
@@ -166,7 +166,7 @@ def train_two_tower(
             logits = tf.where(same, -1e9, logits)
             labels = tf.range(tf.shape(u_idx)[0])
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=False))
         return loss
 
     rng = np.random.default_rng(cfg.seed)
@@ -217,7 +217,7 @@ def train_ranker(
     labels: np.ndarray,
     valid: np.ndarray,
     epochs: int = 8,
-    log: callable = print,
+    log: Callable[[str], None] = print,
 ):
     """Train the ranker head listwise: per user, softmax over that user's candidates.
 
@@ -248,13 +248,13 @@ def train_ranker(
             logp = tf.nn.log_softmax(logits, axis=1)
             loss = -tf.reduce_sum(y * logp) / tf.reduce_sum(y)
         grads = tape.gradient(loss, head.trainable_variables)
-        opt.apply_gradients(zip(grads, head.trainable_variables))
+        opt.apply_gradients(zip(grads, head.trainable_variables, strict=False))
         return loss
 
     rng = np.random.default_rng(cfg.seed)
     n = int(keep.sum())
     batch = 32
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         perm = rng.permutation(n)
         losses = [float(step(tf.constant(perm[s : s + batch]))) for s in range(0, n, batch)]
     log(f"    ranker (listwise, {n} users with a later positive): loss {np.mean(losses):.3f} after {epochs} epochs")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from funnel import ColumnSchema, Ensemble, Node, Schema, Tags
 from funnel.ops import FilterCandidates, UnrollFeatures
 from funnel.table import Ragged, Table, to_numpy
@@ -110,7 +109,7 @@ def build_ensemble(art: Artifacts, **kwargs) -> Ensemble:
 # -- evaluation ---------------------------------------------------------------------------------
 def recall_at(recommended: Iterable[Iterable[int]], relevant: Iterable[set[int]]) -> float:
     """Mean over users of |recommended ∩ relevant| / |relevant| (users with no relevant items skipped)."""
-    values = [len(rel.intersection(rec)) / len(rel) for rec, rel in zip(recommended, relevant) if rel]
+    values = [len(rel.intersection(rec)) / len(rel) for rec, rel in zip(recommended, relevant, strict=False) if rel]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -183,7 +182,7 @@ def evaluate(
     rel = [relevant[u] for u in users]
     user_seen = [seen.get(u, set()) for u in users]
     pop = popularity_ranking(split.train)
-    retrieval_order10 = [[i for i in c if i not in s][:10] for c, s in zip(top100, user_seen)]
+    retrieval_order10 = [[i for i in c if i not in s][:10] for c, s in zip(top100, user_seen, strict=False)]
     return Quality(
         users=int(users.size),
         retrieval_recall_100=recall_at(top100, rel),

@@ -79,7 +79,7 @@ class Artifacts:
     def title_map(self) -> dict[int, str]:
         """item id → movie title (client side)."""
         df = pd.read_parquet(self.titles)
-        return dict(zip(df.item_id.tolist(), df.title.tolist()))
+        return dict(zip(df.item_id.tolist(), df.title.tolist(), strict=False))
 
 
 @dataclass
