@@ -168,18 +168,18 @@ class QueryFaiss(Operator):
         return self.index
 
     # -- schema -------------------------------------------------------------------------
-    def _query_name(self, schema: Schema) -> str:
+    def _query_name(self, names: list[str]) -> str:
         if self.query_col is not None:
             return self.query_col
-        if len(schema) != 1:
+        if len(names) != 1:
             raise SchemaError(
-                f"QueryFaiss: {len(schema)} input columns {schema.column_names}; pass query_col= to say which "
+                f"QueryFaiss: {len(names)} input columns {names}; pass query_col= to say which "
                 "one holds the query vectors"
             )
-        return schema.column_names[0]
+        return names[0]
 
     def compute_output_schema(self, input_schema: Schema) -> Schema:
-        name = self._query_name(input_schema)
+        name = self._query_name(input_schema.column_names)
         (col,) = self.require(input_schema, [name], dtype_kinds="f")
         dims = col.dims
         d = self.dimension
@@ -197,7 +197,7 @@ class QueryFaiss(Operator):
 
     # -- run ----------------------------------------------------------------------------
     def _queries(self, table: Table) -> np.ndarray:
-        name = self._query_name(Schema(table.column_names))
+        name = self._query_name(table.column_names)
         col = table[name]
         d = self.dimension
         if isinstance(col, Ragged):
