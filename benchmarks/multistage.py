@@ -1,0 +1,570 @@
+"""Benchmark the multi-stage demo pipeline: hand-written floor, funnel in-process, Triton.
+
+Every variant runs in one process invocation over the same data, models, feature store
+and request ids (examples/multistage):
+
+- ``floor``: the same steps hand-written with direct Feast / TensorFlow / FAISS / numpy
+  calls and no funnel (what a perfect framework would cost);
+- ``in-process``: ``Ensemble.transform``;
+- ``executor``: the graph exported with ``mode="executor"`` and served by the embedded
+  Triton server, HTTP and gRPC, dynamic batching on and off;
+- ``ensemble``: ``mode="ensemble"`` (one Python-backend model per operator).
+
+Users per request 1/16/64 (sequential), and concurrency 1/4/8/16 with 1 user per
+request (closed loop, one tritonclient per thread, inputs built before timing). Reports
+p50/p95/p99 latency (ms) and users/s, and each variant's ratio to the floor. ``gc.freeze()``
+is called after loading, in the floor and in funnel alike (the served models do it at load).
+
+    .venv/bin/python benchmarks/multistage.py            # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/multistage.py --quick    # smaller counts (~3 min)
+    .venv/bin/python benchmarks/multistage.py --profile  # cProfile of in-process vs floor
+
+Writes ``benchmarks/results/<date>-<machine>.md`` / ``.json`` / ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+USER_COUNTS = (1, 16, 64)
+CONCURRENCY = (1, 4, 8, 16)
+
+
+# -- measurements -----------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """One measured configuration."""
+
+    variant: str
+    protocol: str
+    users_per_request: int
+    concurrency: int
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    users_per_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}/{self.protocol}/u{self.users_per_request}/c{self.concurrency}"
+
+
+def _cell(variant: str, protocol: str, users: int, conc: int, lat_s: Sequence[float], wall_s: float) -> Cell:
+    lat = np.asarray(lat_s) * 1e3
+    return Cell(
+        variant=variant,
+        protocol=protocol,
+        users_per_request=users,
+        concurrency=conc,
+        requests=int(lat.size),
+        p50_ms=float(np.percentile(lat, 50)),
+        p95_ms=float(np.percentile(lat, 95)),
+        p99_ms=float(np.percentile(lat, 99)),
+        mean_ms=float(lat.mean()),
+        users_per_s=float(lat.size * users / wall_s),
+    )
+
+
+def run_sequential(fn: Callable[[Any], Any], requests: Sequence[Any], warmup: int) -> tuple[list[float], float]:
+    """Call ``fn`` on each request in turn; returns per-call latencies (s) and the wall time."""
+    for req in requests[:warmup]:
+        fn(req)
+    lat = []
+    t0 = time.perf_counter()
+    for req in requests[warmup:]:
+        s = time.perf_counter()
+        fn(req)
+        lat.append(time.perf_counter() - s)
+    return lat, time.perf_counter() - t0
+
+
+def run_concurrent(
+    make_worker: Callable[[], Callable[[Any], Any]], requests: Sequence[Any], concurrency: int, warmup: int
+) -> tuple[list[float], float]:
+    """Closed loop: ``concurrency`` threads, each with its own worker (client), share the requests."""
+    workers = [make_worker() for _ in range(concurrency)]
+    for w in workers:
+        for req in requests[: max(1, warmup // concurrency)]:
+            w(req)
+    timed = list(requests[warmup:])
+    lat: list[list[float]] = [[] for _ in workers]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(concurrency + 1)
+
+    def loop(i: int) -> None:
+        w = workers[i]
+        mine = timed[i::concurrency]
+        barrier.wait()
+        try:
+            for req in mine:
+                s = time.perf_counter()
+                w(req)
+                lat[i].append(time.perf_counter() - s)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return [x for part in lat for x in part], wall
+
+
+# -- the hand-written floor ------------------------------------------------------------------
+class Floor:
+    """The pipeline written directly against Feast, TensorFlow, FAISS and numpy (no funnel).
+
+    Same steps, same data and models as the demo graph: user lookup → query tower →
+    FAISS top-k → drop already-seen items → one deduplicated item lookup for the whole
+    batch → repeat user features per candidate → ranking model → softmax (Gumbel-top-k)
+    sampling. ``timings`` collects per-step seconds when ``self.trace`` is True.
+    """
+
+    def __init__(self, art: Any, retrieval_k: int = 100, topk: int = 10, temperature: float | None = None) -> None:
+        import faiss  # noqa: PLC0415
+        import tensorflow as tf  # noqa: PLC0415
+        from feast import FeatureStore  # noqa: PLC0415
+
+        from examples.multistage.features import ITEM_VIEW, USER_VIEW  # noqa: PLC0415
+        from examples.multistage.models import USER_FEATURES  # noqa: PLC0415
+        from examples.multistage.pipeline import DEFAULT_TEMPERATURE  # noqa: PLC0415
+        from examples.multistage.prepare import RANKER_COLUMNS  # noqa: PLC0415
+
+        self.store = FeatureStore(repo_path=str(art.feature_repo))
+        self.user_feats = [f for f in USER_FEATURES if f != "user_id"]
+        self.user_refs = [f"{USER_VIEW}:{f}" for f in (*self.user_feats, "seen_item_ids")]
+        self.item_feats = ["year", "genres", "popularity"]
+        self.item_refs = [f"{ITEM_VIEW}:{f}" for f in self.item_feats]
+        self.query_fn = tf.saved_model.load(str(art.query_tower)).signatures["serving_default"]
+        self.rank_fn = tf.saved_model.load(str(art.ranker)).signatures["serving_default"]
+        self.query_inputs = self._input_shapes(self.query_fn)
+        self.rank_inputs = self._input_shapes(self.rank_fn)
+        self.index = faiss.read_index(str(art.index))
+        self.k, self.topk = retrieval_k, topk
+        self.temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
+        self.rng = np.random.default_rng(0)
+        self.ranker_columns = RANKER_COLUMNS
+        self.trace = False
+        self.timings: dict[str, list[float]] = {}
+
+    @staticmethod
+    def _input_shapes(fn: Any) -> dict[str, tuple[Any, Any]]:
+        _, kwargs = fn.structured_input_signature
+        return {k: (tuple(v.shape[1:]), v.dtype.as_numpy_dtype) for k, v in kwargs.items()}
+
+    @staticmethod
+    def _feed(arr: np.ndarray, spec: tuple[Any, Any]) -> np.ndarray:
+        dims, dtype = spec
+        arr = arr.astype(dtype, copy=False)
+        return arr[:, None] if dims == (1,) else arr
+
+    def _mark(self, step: str, t0: float) -> float:
+        t = time.perf_counter()
+        if self.trace:
+            self.timings.setdefault(step, []).append(t - t0)
+        return t
+
+    def __call__(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = time.perf_counter()
+        b = user_ids.shape[0]
+        resp = self.store.get_online_features(features=self.user_refs, entity_rows={"user_id": user_ids.tolist()}).to_dict()
+        users = {"user_id": user_ids}
+        for f in self.user_feats:
+            users[f] = np.array([0 if v is None else v for v in resp[f]], dtype=np.int64)
+        seen = [np.asarray(v if v is not None else (), dtype=np.int64) for v in resp["seen_item_ids"]]
+        t = self._mark("user lookup", t)
+        q = self.query_fn(**{k: self._feed(users[k], s) for k, s in self.query_inputs.items()})
+        q = next(iter(q.values())).numpy().astype(np.float32, copy=False)
+        t = self._mark("query tower", t)
+        _, cand = self.index.search(np.ascontiguousarray(q), self.k)
+        t = self._mark("faiss", t)
+        rows = [c[(c >= 0) & ~np.isin(c, s)] for c, s in zip(cand, seen)]
+        lengths = np.array([r.size for r in rows], dtype=np.int64)
+        flat = np.concatenate(rows)
+        t = self._mark("filter seen", t)
+        unique, inverse = np.unique(flat, return_inverse=True)
+        resp = self.store.get_online_features(features=self.item_refs, entity_rows={"item_id": unique.tolist()}).to_dict()
+        items = {
+            "item_id": flat,
+            "item_year": np.array([0 if v is None else v for v in resp["year"]], dtype=np.int64)[inverse],
+            "item_genres": np.array([0 if v is None else v for v in resp["genres"]], dtype=np.int64)[inverse],
+            "item_popularity": np.array([0.0 if v is None else v for v in resp["popularity"]], dtype=np.float32)[inverse],
+        }
+        t = self._mark("item lookup", t)
+        feats = dict(items)
+        for f in ("user_id", *self.user_feats):
+            feats[f] = np.repeat(users[f], lengths)
+        t = self._mark("unroll", t)
+        out = self.rank_fn(**{k: self._feed(feats[k], s) for k, s in self.rank_inputs.items()})
+        scores = next(iter(out.values())).numpy().reshape(-1).astype(np.float64)
+        t = self._mark("ranking", t)
+        width = int(lengths.max(initial=0))
+        keys = np.full((b, width), -np.inf)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        rix = np.repeat(np.arange(b), lengths)
+        cix = np.arange(flat.size) - np.repeat(offsets[:-1], lengths)
+        keys[rix, cix] = scores / self.temperature + self.rng.gumbel(size=scores.size)
+        order = np.argsort(-keys, axis=1)[:, : self.topk]
+        src = offsets[:-1, None] + order
+        ids, sc = flat[src], scores[src].astype(np.float32)
+        self._mark("sampling", t)
+        return ids, sc
+
+
+# -- Triton load generation -------------------------------------------------------------------
+def _triton_worker(url: str, protocol: str, model: str, outputs: list[str]) -> Callable[[Any], Any]:
+    if protocol == "http":
+        import tritonclient.http as mod  # noqa: PLC0415
+
+        client = mod.InferenceServerClient(url, concurrency=1)
+    else:
+        import tritonclient.grpc as mod  # noqa: PLC0415
+
+        client = mod.InferenceServerClient(url)
+    outs = [mod.InferRequestedOutput(n, binary_data=True) if protocol == "http" else mod.InferRequestedOutput(n) for n in outputs]
+
+    def call(inputs: dict[str, list[Any]]) -> Any:
+        res = client.infer(model, inputs[protocol], outputs=outs)
+        return res.as_numpy(outputs[0])
+
+    return call
+
+
+def _triton_inputs(user_ids: np.ndarray) -> dict[str, list[Any]]:
+    """Pre-built InferInput objects for both protocols (wire format: [1, rows])."""
+    import tritonclient.grpc as grpc  # noqa: PLC0415
+    import tritonclient.http as http  # noqa: PLC0415
+
+    arr = np.ascontiguousarray(user_ids.astype(np.int64)[None])
+    out = {}
+    for name, mod in (("http", http), ("grpc", grpc)):
+        inp = mod.InferInput("user_id", list(arr.shape), "INT64")
+        inp.set_data_from_numpy(arr)
+        out[name] = [inp]
+    return out
+
+
+# -- the run ----------------------------------------------------------------------------------
+def _load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _requests(pool: np.ndarray, users: int, n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(pool, size=users, replace=False) for _ in range(n)]
+
+
+def _count(users: int, quick: bool, scale: float) -> int:
+    base = {1: 400, 16: 120, 64: 50}.get(users, 50)
+    return max(10, int(base * scale * (0.3 if quick else 1.0)))
+
+
+def profile_inprocess(ens: Any, floor: Floor, reqs: list[np.ndarray], top: int = 25) -> str:
+    """cProfile both paths over the same requests; returns the two reports."""
+    from funnel.table import Table  # noqa: PLC0415
+
+    text = []
+    for name, fn in (("floor", floor), ("in-process", lambda r: ens.transform(Table({"user_id": r})))):
+        prof = cProfile.Profile()
+        prof.enable()
+        for r in reqs:
+            fn(r)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+        text.append(f"===== {name} =====\n{buf.getvalue()}")
+    return "\n".join(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=os.environ.get("FUNNEL_BENCH_WORKDIR", str(Path(tempfile.gettempdir()) / "funnel-multistage")))
+    parser.add_argument("--quick", action="store_true", help="fewer requests per cell (~3 min)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")
+    parser.add_argument("--skip-triton", action="store_true", help="floor and in-process only")
+    parser.add_argument("--variants", default="executor,executor-nobatch,ensemble", help="Triton variants to run")
+    parser.add_argument("--profile", action="store_true", help="print cProfile of floor vs in-process and exit")
+    parser.add_argument("--out", default=None, help="results file stem (default results/<date>-<machine>)")
+    parser.add_argument("--item-cache", type=int, default=0, help="QueryFeast item cache size for funnel (0 = off, like the floor)")
+    args = parser.parse_args(argv)
+
+    load_before = _load_avg()
+    started = time.time()
+    from examples.multistage.pipeline import build_ensemble  # noqa: PLC0415
+    from examples.multistage.prepare import prepare  # noqa: PLC0415
+    from funnel.table import Table  # noqa: PLC0415
+
+    art = prepare(args.workdir, log=lambda m: print(m, flush=True))
+    import pandas as pd  # noqa: PLC0415
+
+    pool = pd.read_parquet(art.feature_repo / "data" / "users.parquet").user_id.to_numpy().astype(np.int64)
+    floor = Floor(art)
+    ens = build_ensemble(art, item_cache_size=args.item_cache)
+    reqs = {u: _requests(pool, u, _count(u, args.quick, args.scale), seed=u) for u in USER_COUNTS}
+    inproc = lambda r: ens.transform(Table({"user_id": r}))  # noqa: E731
+    for u in USER_COUNTS:  # first calls trace TF functions, open sqlite, fill caches
+        floor(reqs[u][0])
+        inproc(reqs[u][0])
+    gc.collect()
+    gc.freeze()
+
+    if args.profile:
+        print(profile_inprocess(ens, floor, reqs[1][:200]))
+        return 0
+
+    cells: list[Cell] = []
+
+    def record(cell: Cell) -> None:
+        cells.append(cell)
+        print(
+            f"  {cell.key:38s} p50 {cell.p50_ms:8.2f}  p95 {cell.p95_ms:8.2f}  p99 {cell.p99_ms:8.2f} ms  "
+            f"{cell.users_per_s:9.1f} users/s  (n={cell.requests})",
+            flush=True,
+        )
+
+    print("[bench] floor and in-process, sequential", flush=True)
+    for u in USER_COUNTS:
+        warm = max(3, len(reqs[u]) // 10)
+        for name, fn in (("floor", floor), ("in-process", inproc)):
+            lat, wall = run_sequential(fn, reqs[u], warm)
+            record(_cell(name, "-", u, 1, lat, wall))
+    # per-step breakdown of the floor
+    steps: dict[str, dict[str, float]] = {}
+    for u in (1, 64):
+        floor.timings.clear()
+        floor.trace = True
+        run_sequential(floor, reqs[u], 0)
+        floor.trace = False
+        steps[str(u)] = {k: round(1e3 * statistics.median(v), 3) for k, v in floor.timings.items()}
+
+    triton_meta: dict[str, Any] = {}
+    if not args.skip_triton:
+        cells += run_triton(ens, reqs, args, triton_meta, record)
+
+    load_after = _load_avg()
+    meta = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
+        "duration_s": round(time.time() - started, 1),
+        "quick": args.quick,
+        "item_cache": args.item_cache,
+        "floor_steps_p50_ms": steps,
+        "versions": _versions(),
+        **triton_meta,
+    }
+    stem = Path(args.out) if args.out else RESULTS / f"{dt.date.today().isoformat()}-{socket.gethostname()}"
+    write_results(stem, cells, meta)
+    print(f"[bench] wrote {stem}.md / .json / .png", flush=True)
+    return 0
+
+
+def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dict[str, Any], record: Callable[[Cell], None]) -> list[Cell]:
+    """Export each Triton variant, serve it, and measure; returns the cells."""
+    from funnel.triton import TritonServer  # noqa: PLC0415
+
+    variants = {
+        "executor": {"mode": "executor", "dynamic_batching": True},
+        "executor-nobatch": {"mode": "executor", "dynamic_batching": False},
+        "ensemble": {"mode": "ensemble", "dynamic_batching": True},
+    }
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    inputs = {u: [_triton_inputs(r) for r in rs] for u, rs in reqs.items()}
+    outputs = [c.name for c in ens.output_schema]
+    cells: list[Cell] = []
+    conc_reqs = _requests(np.concatenate(reqs[1]), 1, _count(1, args.quick, args.scale) * 2, seed=99)
+    conc_inputs = [_triton_inputs(r) for r in conc_reqs]
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
+        for name in wanted:
+            opts = variants[name]
+            repo = ens.export(Path(tmp) / name, max_batch_size=64, **opts)
+            t0 = time.perf_counter()
+            with TritonServer(repo, timeout=300) as server:
+                meta[f"{name}_load_s"] = round(time.perf_counter() - t0, 1)
+                print(f"[bench] {name}: server ready in {meta[f'{name}_load_s']} s", flush=True)
+                protocols = ("http", "grpc") if name == "executor" else ("http",)
+                for proto in protocols:
+                    url = server.http_url if proto == "http" else server.grpc_url
+                    mk = lambda url=url, proto=proto: _triton_worker(url, proto, "funnel", outputs)  # noqa: E731
+                    if name != "executor-nobatch":
+                        for u in USER_COUNTS:
+                            lat, wall = run_sequential(mk(), inputs[u], max(3, len(inputs[u]) // 10))
+                            cells.append(_cell(name, proto, u, 1, lat, wall))
+                            record(cells[-1])
+                    if proto == "http":
+                        for c in CONCURRENCY:
+                            if c == 1 and name != "executor-nobatch":
+                                continue
+                            lat, wall = run_concurrent(mk, conc_inputs, c, warmup=max(8, 2 * c))
+                            cells.append(_cell(name, proto, 1, c, lat, wall))
+                            record(cells[-1])
+    return cells
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md  # noqa: PLC0415
+
+    out = {}
+    for d in ("funnel", "numpy", "tensorflow-cpu", "feast", "faiss-cpu", "tritonclient", "nvidia-pytriton"):
+        try:
+            out[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# -- reporting --------------------------------------------------------------------------------
+def _find(cells: list[Cell], variant: str, protocol: str, users: int, conc: int = 1) -> Cell | None:
+    return next(
+        (c for c in cells if (c.variant, c.protocol, c.users_per_request, c.concurrency) == (variant, protocol, users, conc)),
+        None,
+    )
+
+
+def headline(cells: list[Cell]) -> list[tuple[str, str, str]]:
+    """(what, measured, target) rows quoted by the top-level README."""
+    rows = []
+    f1, i1 = _find(cells, "floor", "-", 1), _find(cells, "in-process", "-", 1)
+    e1 = _find(cells, "executor", "http", 1)
+    g1 = _find(cells, "executor", "grpc", 1)
+    if f1 and i1:
+        rows.append(("in-process p50 / floor p50 (1 user)", f"{i1.p50_ms / f1.p50_ms:.3f} ({i1.p50_ms:.2f} vs {f1.p50_ms:.2f} ms)", "≤ 1.05"))
+        f64, i64 = _find(cells, "floor", "-", 64), _find(cells, "in-process", "-", 64)
+        if f64 and i64:
+            rows.append(("in-process p50 / floor p50 (64 users)", f"{i64.p50_ms / f64.p50_ms:.3f} ({i64.p50_ms:.1f} vs {f64.p50_ms:.1f} ms)", "≤ 1.05"))
+    if e1 and i1:
+        rows.append(("executor HTTP p50 − in-process p50 (1 user)", f"{e1.p50_ms - i1.p50_ms:+.2f} ms ({e1.p50_ms:.2f} ms)", "≤ 1 ms"))
+    if g1 and i1:
+        rows.append(("executor gRPC p50 − in-process p50 (1 user)", f"{g1.p50_ms - i1.p50_ms:+.2f} ms ({g1.p50_ms:.2f} ms)", "≤ 1 ms"))
+    for variant, proto in (("in-process", "-"), ("executor", "http"), ("floor", "-")):
+        a, b = _find(cells, variant, proto, 64), _find(cells, variant, proto, 1)
+        if a and b:
+            rows.append((f"{variant} users/s, 64 vs 1 user/request", f"{a.users_per_s / b.users_per_s:.1f}× ({a.users_per_s:.0f} vs {b.users_per_s:.0f})", "≥ 20×"))
+    e8, n8 = _find(cells, "executor", "http", 1, 8), _find(cells, "executor-nobatch", "http", 1, 8)
+    if e8 and n8:
+        rows.append(("executor users/s at concurrency 8, dynamic batching on / off", f"{e8.users_per_s:.0f} / {n8.users_per_s:.0f}", "Merlin: ~20"))
+    ens1 = _find(cells, "ensemble", "http", 1)
+    if ens1 and e1:
+        rows.append(("ensemble-mode p50 / executor p50 (1 user, HTTP)", f"{ens1.p50_ms / e1.p50_ms:.2f} ({ens1.p50_ms:.2f} ms)", "–"))
+    return rows
+
+
+def write_results(stem: Path, cells: list[Cell], meta: dict[str, Any]) -> None:
+    """Write ``stem``.json (raw), .md (tables) and .png (plots)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    floor = {c.users_per_request: c for c in cells if c.variant == "floor"}
+    data = {"meta": meta, "headline": headline(cells), "cells": [asdict(c) | {"key": c.key} for c in cells]}
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    lines = [
+        f"# Multi-stage pipeline benchmark — {meta['date']} on {meta['machine']}",
+        "",
+        f"{meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}; load average (1/5/15 min) "
+        f"before {meta['load_avg_before']}, after {meta['load_avg_after']}; run took {meta['duration_s']} s"
+        + (" (--quick)" if meta.get("quick") else "")
+        + ". Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + ".",
+        "",
+        "## Headline",
+        "",
+        "| what | measured | target |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in data["headline"]],
+        "",
+        "## All cells",
+        "",
+        "Latency in ms; `× floor` = p50 / floor p50 with the same users per request.",
+        "",
+        "| variant | protocol | users/request | concurrency | n | p50 | p95 | p99 | users/s | × floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        f = floor.get(c.users_per_request)
+        ratio = f"{c.p50_ms / f.p50_ms:.2f}" if f else "–"
+        lines.append(
+            f"| {c.variant} | {c.protocol} | {c.users_per_request} | {c.concurrency} | {c.requests} | "
+            f"{c.p50_ms:.2f} | {c.p95_ms:.2f} | {c.p99_ms:.2f} | {c.users_per_s:.0f} | {ratio} |"
+        )
+    lines += ["", "## Floor, per step (p50 ms)", "", "| step | 1 user | 64 users |", "|---|---|---|"]
+    steps = meta.get("floor_steps_p50_ms", {})
+    for k in steps.get("1", {}):
+        lines.append(f"| {k} | {steps['1'][k]:.3f} | {steps.get('64', {}).get(k, float('nan')):.3f} |")
+    loads = {k: v for k, v in meta.items() if k.endswith("_load_s")}
+    if loads:
+        lines += ["", "Server start-up (until every model is ready): " + ", ".join(f"{k[:-7]} {v} s" for k, v in loads.items()) + "."]
+    lines += ["", f"![latency and throughput]({stem.name}.png)", ""]
+    notes = stem.parent / f"{stem.name}.notes.md"
+    if notes.is_file():
+        lines += [notes.read_text()]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _plot(stem.with_suffix(".png"), cells)
+
+
+def _plot(path: Path, cells: list[Cell]) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for variant in ("executor", "executor-nobatch", "ensemble"):
+        pts = sorted((c.concurrency, c.p50_ms, c.p99_ms) for c in cells if c.variant == variant and c.protocol == "http" and c.users_per_request == 1)
+        if pts:
+            x = [p[0] for p in pts]
+            line = a.plot(x, [p[1] for p in pts], marker="o", label=f"{variant} p50")[0]
+            a.plot(x, [p[2] for p in pts], marker="x", linestyle="--", color=line.get_color(), label=f"{variant} p99")
+    a.set(xlabel="concurrent clients (1 user/request, HTTP)", ylabel="latency (ms)", title="latency vs concurrency", xscale="log", yscale="log")
+    a.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
+    a.legend(fontsize=7)
+    for variant, proto in (("floor", "-"), ("in-process", "-"), ("executor", "http"), ("executor", "grpc"), ("ensemble", "http")):
+        pts = sorted((c.users_per_request, c.users_per_s) for c in cells if c.variant == variant and c.protocol == proto and c.concurrency == 1)
+        if pts:
+            b.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{variant}{'' if proto == '-' else ' ' + proto}")
+    b.set(xlabel="users per request (sequential)", ylabel="users / s", title="throughput vs batch size", xscale="log", yscale="log")
+    b.set_xticks(USER_COUNTS, [str(u) for u in USER_COUNTS])
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
