@@ -137,9 +137,9 @@ def test_naming_prefix_and_id(sqlite_repo):
         store, "user_features", "user_id", output_prefix="u", include_id=True
     )
     assert with_id.output_names() == ["u_user_id", "u_age", "u_score", "u_name", "u_genres", "u_found"]
-    out = with_id.transform(Table({"user_id": np.array([2, 5])}))
-    np.testing.assert_array_equal(out["u_user_id"], [2, 5])
-    check_users(out, [2, 5], prefix="u_")
+    out = with_id.transform(Table({"user_id": np.array([5, 2, 40])}))  # distinct, unsorted
+    np.testing.assert_array_equal(out["u_user_id"], [5, 2, 40])
+    check_users(out, [5, 2, 40], prefix="u_")
     with pytest.raises(SchemaError, match="no feature"):
         QueryFeast.from_feature_view(store, "item_features", "candidate_ids", features=["nope"])
 

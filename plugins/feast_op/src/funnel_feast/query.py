@@ -291,22 +291,20 @@ class QueryFeast(Operator):
                 )
         if offsets is not None and to_numpy(offsets)[-1] != ids.shape[0]:
             raise SchemaError(f"{self.label}: ragged column {self.column!r} has inconsistent offsets")
-        if ids.shape[0]:
-            unique, inverse = np.unique(ids, return_inverse=True)
-            inverse = inverse.reshape(-1)
-        else:
-            unique, inverse = ids, np.zeros(0, dtype=np.int64)
+        unique, inverse = _dedupe(ids)
         columns, found = self._lookup(unique.tolist())
         out: dict[str, Any] = {}
         if self.include_id:
             out[self.id_column] = ids
         for (name, (dtype, is_list)), values in zip(self._parsed.items(), columns, strict=True):
             if is_list:
-                out[self._out(name)] = _ragged(values, dtype).take_rows(inverse)
+                lists = _ragged(values, dtype)
+                out[self._out(name)] = lists if inverse is None else lists.take_rows(inverse)
             else:
-                out[self._out(name)] = _dense(values, dtype)[inverse]
+                dense = _dense(values, dtype)
+                out[self._out(name)] = dense if inverse is None else dense[inverse]
         if self.include_found:
-            out[self.found_column] = found[inverse]
+            out[self.found_column] = found if inverse is None else found[inverse]
         if offsets is not None:
             out = {k: Ragged(v, offsets, validate=False) for k, v in out.items()}
         return Table(out, num_rows=table.num_rows)
@@ -400,6 +398,16 @@ class QueryFeast(Operator):
         self._store = self._build_store()
         if self._cache is not None:
             self._cache.clear()
+
+
+def _dedupe(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Distinct ids and the index of each input id among them (``None``: already distinct)."""
+    if ids.shape[0] <= 1:
+        return ids, None
+    unique, inverse = np.unique(ids, return_inverse=True)
+    if unique.shape[0] == ids.shape[0]:
+        return ids, None  # no repeats: fetch in input order, nothing to scatter
+    return unique, inverse.reshape(-1)
 
 
 def _dense(values: list[Any], dtype: str) -> np.ndarray:
