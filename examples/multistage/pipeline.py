@@ -73,7 +73,8 @@ def build_stages(
     user_features = ["user_id"] >> QueryFeast.from_feature_view(
         art.feature_repo, USER_VIEW, column="user_id", include_id=True, include_found=False
     )
-    query = user_features[list(USER_FEATURES)] >> PredictTensorflow(art.query_tower)
+    user_cols = user_features[list(USER_FEATURES)]
+    query = user_cols >> PredictTensorflow(art.query_tower)
     retrieval = query >> QueryFaiss(art.index, topk=retrieval_k)
     filtered = (
         retrieval >> FilterCandidates(user_features[SEEN_COLUMN], input_col="candidate_ids")
@@ -89,7 +90,7 @@ def build_stages(
         include_found=False,
         cache_size=item_cache_size,
     )
-    combined = item_features >> UnrollFeatures("item_id", user_features[list(USER_FEATURES)])
+    combined = item_features >> UnrollFeatures("item_id", user_cols)
     ranking = combined[list(RANKER_COLUMNS.values())] >> PredictTensorflow(art.ranker)
     ordering = combined["item_id"] >> SoftmaxSampling(
         relevance_col=ranking["relevance"], temperature=temperature, topk=topk, seed=seed
