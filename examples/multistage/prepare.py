@@ -180,7 +180,7 @@ def prepare(
     """
     workdir = Path(workdir).resolve()
     marker = workdir / "artifacts.json"
-    if marker.is_file() and not rebuild:
+    if marker.is_file() and not rebuild and json.loads(marker.read_text()).get("format") == FORMAT_VERSION:
         art = Artifacts.from_json(workdir, marker.read_text())
         if (art.num_users, art.num_items, art.epochs) == (num_users, num_items, epochs):
             log(f"[prepare] reusing models, features and index in {workdir} (--rebuild to start over)")
