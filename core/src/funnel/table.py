@@ -17,7 +17,7 @@ import numpy as np
 from funnel.errors import SchemaError
 from funnel.schema import ColumnSchema, Schema, normalize_dtype
 
-__all__ = ["Ragged", "Table", "Column", "array_module", "to_numpy", "is_gpu_array"]
+__all__ = ["Ragged", "Table", "Column", "array_module", "to_numpy", "is_gpu_array", "like"]
 
 
 # -- array helpers ------------------------------------------------------------------------
@@ -41,12 +41,26 @@ def is_gpu_array(array: Any) -> bool:
 
 def to_numpy(array: Any) -> np.ndarray:
     """A numpy view/copy of any supported array (GPU arrays are copied to host)."""
+    if type(array) is np.ndarray:
+        return array
     mod = array_module(array)
     if mod == "cupy":
         return array.get()
     if mod == "torch":
         return array.detach().cpu().numpy()
     return np.asarray(array)
+
+
+def like(array: Any, reference: Any) -> Any:
+    """``array`` (numpy) moved to ``reference``'s array library and device (numpy/cupy/torch)."""
+    mod = array_module(reference)
+    if mod == array_module(array):
+        return array
+    if mod == "cupy":
+        return sys.modules["cupy"].asarray(to_numpy(array))
+    if mod == "torch":
+        return sys.modules["torch"].as_tensor(to_numpy(array), device=reference.device)
+    return to_numpy(array)
 
 
 def _xp(array: Any) -> Any:
@@ -83,9 +97,9 @@ class Ragged:
     __slots__ = ("values", "offsets")
 
     def __init__(self, values: Any, offsets: Any, validate: bool = True) -> None:
-        if array_module(values) == "numpy":
+        if type(values) is not np.ndarray and array_module(values) == "numpy":
             values = np.asarray(values)
-        if array_module(offsets) == "numpy":
+        if type(offsets) is not np.ndarray and array_module(offsets) == "numpy":
             offsets = np.asarray(offsets)
         if validate:
             off = to_numpy(offsets)
@@ -228,7 +242,7 @@ Column = Union[np.ndarray, Ragged, Any]
 
 
 def _check_column(name: str, col: Any) -> Any:
-    if isinstance(col, Ragged):
+    if type(col) is np.ndarray or isinstance(col, Ragged):  # the common case, first
         return col
     if isinstance(col, (list, tuple)):
         if any(isinstance(x, (list, tuple, np.ndarray)) for x in col):
@@ -267,6 +281,14 @@ class Table(Mapping[str, Any]):
             cols[name] = col
         self._columns = cols
         self._num_rows = 0 if num_rows is None else int(num_rows)
+
+    @classmethod
+    def _derived(cls, columns: dict[str, Any], num_rows: int) -> Table:
+        """A table of columns taken from checked tables with ``num_rows`` rows (no re-check)."""
+        table = cls.__new__(cls)
+        table._columns = columns
+        table._num_rows = num_rows
+        return table
 
     # -- mapping ------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
@@ -307,17 +329,23 @@ class Table(Mapping[str, Any]):
     # -- derivation ---------------------------------------------------------------------
     def select(self, names: Iterable[str]) -> Table:
         """The named columns, in that order."""
-        return Table({n: self[n] for n in names}, num_rows=self._num_rows)
+        cols, names = self._columns, list(names)
+        try:
+            return Table._derived({n: cols[n] for n in names}, self._num_rows)
+        except KeyError:
+            return Table({n: self[n] for n in names}, num_rows=self._num_rows)  # raises SchemaError
 
     def drop(self, names: Iterable[str]) -> Table:
         """All columns but the named ones."""
         drop = set(names)
-        return Table({k: v for k, v in self._columns.items() if k not in drop}, num_rows=self._num_rows)
+        return Table._derived({k: v for k, v in self._columns.items() if k not in drop}, self._num_rows)
 
     def with_columns(self, columns: Mapping[str, Any]) -> Table:
         """A table with ``columns`` added (or replaced)."""
         merged = dict(self._columns)
         merged.update(columns)
+        if isinstance(columns, Table) and self._columns and columns._num_rows == self._num_rows:
+            return Table._derived(merged, self._num_rows)  # both sides already checked
         return Table(merged, num_rows=self._num_rows if self._columns else None)
 
     def __add__(self, other: Table) -> Table:
