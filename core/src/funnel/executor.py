@@ -71,35 +71,48 @@ class LocalExecutor:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
+        # per node, resolved once (not per request): parent result indices and column names
+        self._plan = [
+            (
+                bound,
+                [graph.bound(p).index for p in bound.node.parents],
+                bound.input_schema.column_names,
+                bound.output_schema.column_names,
+            )
+            for bound in graph.nodes
+        ]
+        self._output_index = graph.bound(graph.output_node).index
 
     def transform(self, table: Table, validate: bool = True) -> Table:
         """Run the graph on a request table; returns the output node's columns."""
         if validate:
             table = validate_request(table, self.graph.request_schema)
         results: dict[int, Table] = {}
-        for bound in self.graph.nodes:
-            results[bound.index] = self._run_node(bound, table, results)
-        return results[self.graph.bound(self.graph.output_node).index]
+        for bound, parents, in_names, out_names in self._plan:
+            results[bound.index] = self._run_node(bound, table, [results[i] for i in parents], in_names, out_names)
+        return results[self._output_index]
 
-    def _run_node(self, bound: BoundNode, request: Table, results: dict[int, Table]) -> Table:
+    def _run_node(
+        self, bound: BoundNode, request: Table, parents: list[Table], in_names: list[str], out_names: list[str]
+    ) -> Table:
         node = bound.node
-        parents = [results[self.graph.bound(p).index] for p in node.parents]
         if node.kind == "select":
             source = parents[0] if parents else request
-            return source.select(bound.output_schema.column_names)
+            return source.select(out_names)
         if node.kind == "concat":
             merged = parents[0]
             for t in parents[1:]:
                 merged = merged.with_columns(t)
-            return merged.select(bound.output_schema.column_names)
+            return merged.select(out_names)
         if node.kind == "drop":
-            return parents[0].select(bound.output_schema.column_names)
+            return parents[0].select(out_names)
         op = node.op
         assert op is not None
         inputs = parents[0]
         for t in parents[1:]:
             inputs = inputs.with_columns(t)
-        inputs = inputs.select(bound.input_schema.column_names)
+        if inputs.column_names != in_names:
+            inputs = inputs.select(in_names)
         try:
             if bound.lifted:
                 out = run_lifted(op, inputs)
@@ -111,7 +124,7 @@ class LocalExecutor:
             raise OperatorError(f"{op.label} (node {bound.index}) failed: {type(exc).__name__}: {exc}") from exc
         if not isinstance(out, Table):
             raise SchemaError(f"{op.label}.transform must return a Table, got {type(out).__name__}")
-        missing = [c for c in bound.output_schema.column_names if c not in out]
+        missing = [c for c in out_names if c not in out]
         if missing:
             raise SchemaError(
                 f"{op.label}.transform did not return column(s) {missing} promised by its output schema"
@@ -121,7 +134,7 @@ class LocalExecutor:
                 f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
                 "operators must return one row per request row (candidates go in list columns)"
             )
-        return out.select(bound.output_schema.column_names)
+        return out if out.column_names == out_names else out.select(out_names)
 
 
 def run_lifted(op: Any, table: Table) -> Table:
