@@ -11,7 +11,7 @@ from funnel.errors import SchemaError
 from funnel.graph import Dependency
 from funnel.operator import Operator
 from funnel.schema import Schema
-from funnel.table import Ragged, Table, schema_of, to_numpy
+from funnel.table import Ragged, Table, like, schema_of, to_numpy
 
 __all__ = ["FilterCandidates"]
 
@@ -83,7 +83,8 @@ class FilterCandidates(Operator):
                     raise SchemaError(
                         f"FilterCandidates: list column {col_name!r} is not aligned with candidates {name!r}"
                     )
-                out[col_name] = Ragged(to_numpy(col.values)[keep], new_off, validate=False)
+                values = col.values[like(keep, col.values)]  # stays on the column's device
+                out[col_name] = Ragged(values, like(new_off, values), validate=False)
             else:
                 out[col_name] = col
         return Table(out, num_rows=table.num_rows)

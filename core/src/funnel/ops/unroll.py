@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ from funnel.errors import SchemaError
 from funnel.graph import Dependency
 from funnel.operator import Operator
 from funnel.schema import Schema
-from funnel.table import Ragged, Table, array_module
+from funnel.table import Ragged, Table, like, to_numpy
 
 __all__ = ["UnrollFeatures"]
 
@@ -89,20 +89,13 @@ class UnrollFeatures(Operator):
                     f"UnrollFeatures: column {name!r} has a different number of entries per row than "
                     f"{self.item_id_col!r}; candidate features must align with the candidate ids"
                 )
-            out[name] = Ragged(col.values, ids.offsets, validate=False)
+            out[name] = Ragged(col.values, like(ids.offsets, col.values), validate=False)
+        lengths_np = to_numpy(lengths).astype(np.int64)
+        gather = np.repeat(np.arange(lengths_np.size), lengths_np)  # candidate row → request row
         for name in unroll:
             col = table[name]
-            if array_module(col) == "numpy":
-                rep = np.repeat(np.asarray(col), np.asarray(lengths), axis=0)
-            elif array_module(col) == "cupy":
-                import cupy  # noqa: PLC0415
-
-                rep = cupy.repeat(col, cupy.asarray(lengths).get().tolist(), axis=0)
-            else:
-                import torch  # noqa: PLC0415
-
-                rep = torch.repeat_interleave(col, torch.as_tensor(lengths, device=col.device), dim=0)
-            out[self.unrolled_prefix + name] = Ragged(rep, ids.offsets, validate=False)
+            rep = col[like(gather, col)]  # same array library and device as the column
+            out[self.unrolled_prefix + name] = Ragged(rep, like(ids.offsets, rep), validate=False)
         return Table(out, num_rows=table.num_rows)
 
     def to_config(self) -> dict[str, Any]:
@@ -119,6 +112,3 @@ class UnrollFeatures(Operator):
     def dependencies(self) -> dict[str, Dependency]:
         return {"unroll_cols": self.unroll_cols}
 
-
-def _names(value: Iterable[str] | str) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)

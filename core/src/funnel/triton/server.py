@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import sysconfig
 import tempfile
@@ -145,7 +146,8 @@ class TritonServer:
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._log_path: Path | None = None
         self._final_log = ""
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[Any, Any] = {}
+        self._local = threading.local()
 
     # -- addresses ------------------------------------------------------------------------
     @property
@@ -250,6 +252,7 @@ class TritonServer:
             except Exception:  # noqa: BLE001
                 pass
         self._clients.clear()
+        self._local = threading.local()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -279,13 +282,16 @@ class TritonServer:
 
     # -- clients --------------------------------------------------------------------------
     def client(self, protocol: str = "http") -> Any:
-        """A tritonclient client for this server (cached per protocol)."""
-        if protocol not in self._clients:
+        """A tritonclient client for this server (cached per protocol and thread: tritonclient's
+        HTTP client is gevent-based and must not be shared across threads)."""
+        per_thread = self._local.__dict__.setdefault("clients", {})
+        if protocol not in per_thread:
             from funnel.triton.client import make_client  # noqa: PLC0415
 
             url = self.http_url if protocol == "http" else self.grpc_url
-            self._clients[protocol] = make_client(url, protocol)
-        return self._clients[protocol]
+            per_thread[protocol] = make_client(url, protocol)
+            self._clients[(protocol, id(per_thread))] = per_thread[protocol]
+        return per_thread[protocol]
 
     def infer(self, data: Any, model: str = "funnel", protocol: str = "http", timeout: float | None = None) -> Any:
         """Send ``data`` (Table, dict of columns or DataFrame) to ``model``; returns a Table
