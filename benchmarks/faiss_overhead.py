@@ -37,9 +37,9 @@ DIM = 64
 
 
 def embeddings(n: int, seed: int) -> np.ndarray:
-    """Clustered unit vectors (n, 64), generated in chunks to keep memory flat."""
+    """Clustered unit vectors (n, 64) around 1000 fixed centres (items and queries alike)."""
+    centres = np.random.default_rng(0).standard_normal((1000, DIM)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((1000, DIM)).astype(np.float32)
     out = np.empty((n, DIM), dtype=np.float32)
     for lo in range(0, n, 200_000):
         hi = min(n, lo + 200_000)
@@ -123,6 +123,8 @@ def write_results(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         "Paths timed round-robin in the same run on the same index and batch; latency per call in ms, "
         "throughput = queries (rows) per second of one sequential caller; ratio = p50 / direct p50.",
         "",
+        f"Load average when written: {', '.join(f'{x:.1f}' for x in meta['load_average'])} (shared machine).",
+        "",
         "Build times: " + ", ".join(f"{k} {v:.1f} s" for k, v in meta["build_s"].items()),
         "",
         "| index | items | batch | path | p50 | p95 | p99 | queries/s | p50 ratio | p50 overhead (µs) |",
@@ -172,19 +174,24 @@ def main() -> None:
             faiss.omp_set_num_threads(args.threads)
             for batch in batches:
                 rows.extend(run_cell(index, kind, n, batch, args.topk, args))
+                if not args.no_write:  # after every cell, so a long run keeps what it measured
+                    write_results(rows, meta(args, build_s))
             faiss.omp_set_num_threads(build_threads)
             del index
             gc.collect()
-    meta = {
+
+
+def meta(args: argparse.Namespace, build_s: dict[str, float]) -> dict[str, Any]:
+    """What the results were measured with."""
+    return {
         "command": "python benchmarks/faiss_overhead.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "kinds", "batches", "topk", "threads")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "kinds", "batches", "topk", "threads", "min_iters", "budget_s")),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or platform.platform()})",
         "faiss": faiss.__version__, "faiss_threads": args.threads, "numpy": np.__version__,
         "python": platform.python_version(), "topk": args.topk, "hnsw_m": args.hnsw_m,
         "ef_construction": args.ef_construction, "ef_search": args.ef_search, "build_s": build_s,
+        "load_average": os.getloadavg(),
     }
-    if not args.no_write:
-        write_results(rows, meta)
 
 
 if __name__ == "__main__":
