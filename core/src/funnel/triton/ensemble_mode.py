@@ -44,7 +44,7 @@ def _restrict(w: Wiring, names: list[str], where: str) -> Wiring:
 
 def write_ensemble_models(
     ensemble: Ensemble, graph_dict: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
-    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int = 0,
+    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int = 0, native_backends: bool = True,
 ) -> list[str]:
     """Write every operator's model and the ensemble model under ``root``; returns model names."""
     from funnel.triton.export import OP_FILE, OP_SHIM, op_document, op_model_name  # noqa: PLC0415
@@ -76,7 +76,7 @@ def write_ensemble_models(
         model_dir = root / model
         version_dir = model_dir / str(version)
         version_dir.mkdir(parents=True)
-        native = op.native_triton_model()
+        native = op.native_triton_model() if native_backends else None
         if native is not None:
             step, produced = _write_native(op, native, bound, model, model_dir, version_dir, inputs, max_batch_size)
         else:

@@ -50,6 +50,7 @@ def export_ensemble(
     dynamic_batching: bool = True,
     overwrite: bool = False,
     max_queue_delay_us: int = 0,
+    native_backends: bool = True,
 ) -> Path:
     """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path``.
 
@@ -59,7 +60,9 @@ def export_ensemble(
     wired by a ``platform: "ensemble"`` model ``name``. ``max_batch_size`` counts requests
     (each request is a table of rows; see docs/serving.md). A non-empty ``path`` is refused
     unless ``overwrite=True``. ``max_queue_delay_us`` lets the dynamic batcher wait
-    that long to gather more requests into one ``execute()`` call.
+    that long to gather more requests into one ``execute()`` call. ``native_backends=False``
+    serves every operator with funnel's Python runner in ensemble mode, even those that declare
+    a native backend (the embedded server has no TensorFlow/PyTorch backend).
     """
     if mode not in ("executor", "ensemble"):
         raise ExportError(f"mode must be 'executor' or 'ensemble', got {mode!r}")
@@ -87,7 +90,7 @@ def export_ensemble(
         else:
             from funnel.triton.ensemble_mode import write_ensemble_models  # noqa: PLC0415
 
-            models = write_ensemble_models(ensemble, graph, tmp, name, **opts)
+            models = write_ensemble_models(ensemble, graph, tmp, name, native_backends=native_backends, **opts)
         manifest = {
             "format": "funnel-triton-repository/1",
             "funnel_version": graph.get("funnel_version"),
