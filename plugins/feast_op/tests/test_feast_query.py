@@ -161,7 +161,7 @@ def test_empty_batch_and_empty_lists(sqlite_repo):
     assert out.num_rows == 2 and out["item_price"].values.shape == (0,)
 
 
-def test_one_online_call_per_batch_with_dedup(sqlite_repo):
+def test_one_online_call_per_batch_with_dedup(sqlite_repo, monkeypatch):
     """Count real get_online_features calls (the store is real; we only wrap the method)."""
     op = item_op(sqlite_repo)
     calls: list[list[int]] = []
@@ -171,7 +171,7 @@ def test_one_online_call_per_batch_with_dedup(sqlite_repo):
         calls.append(list(entity_rows["item_id"]))
         return real(features=features, entity_rows=entity_rows, **kw)
 
-    op.store.get_online_features = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(op.store, "get_online_features", counting)  # undone after the test
     ids = Ragged.from_lists([[1, 2, 3, 2], [3, 1, 4]], dtype="int64")
     op.transform(Table({"candidate_ids": ids}))
     assert calls == [[1, 2, 3, 4]]
