@@ -67,15 +67,24 @@ def _env_var_for_view(view: str) -> str:
     return f"{REPO_PATH_ENV}__{re.sub(r'[^A-Za-z0-9]', '_', view).upper()}"
 
 
+#: one FeatureStore per feature_store.yaml per process. Feast 0.67 keeps ONE global
+#: feature-resolution cache, keyed by the registry's timestamp: two stores in a process
+#: (a user and an item QueryFeast) evicted each other's entry on every call, re-parsing the
+#: registry protos each time (about 1 ms per lookup, measured by benchmarks/multistage.py).
+_STORES: dict[str, FeatureStore] = {}
+
+
 def _open_store(path: str) -> FeatureStore:
     from feast import FeatureStore  # noqa: PLC0415 - feast is heavy; import on use
 
     p = Path(path)
-    if p.is_file():
-        return FeatureStore(repo_path=str(p.parent), fs_yaml_file=p)
-    if not (p / "feature_store.yaml").is_file():
-        raise FileNotFoundError(f"{p / 'feature_store.yaml'} does not exist")
-    return FeatureStore(repo_path=str(p))
+    yaml = p if p.is_file() else p / "feature_store.yaml"
+    if not yaml.is_file():
+        raise FileNotFoundError(f"{yaml} does not exist")
+    key = str(yaml.resolve())
+    if key not in _STORES:
+        _STORES[key] = FeatureStore(repo_path=str(yaml.parent), fs_yaml_file=yaml)
+    return _STORES[key]
 
 
 class QueryFeast(Operator):
