@@ -6,8 +6,6 @@ import pytest
 
 from funnel import ColumnSchema, Ensemble, Node, Schema
 from funnel.errors import ServerError
-from funnel.operator import Operator
-from funnel.table import Table
 from funnel.triton import TritonServer
 from funnel.triton.runtime import NUMPY2
 from funnel.triton.testing import LinearScore
