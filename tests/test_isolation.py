@@ -20,7 +20,7 @@ pytestmark = pytest.mark.isolation
 PLUGINS = {
     "plugins/sampling_op": ("", "sampling", "funnel-sampling"),
     "plugins/faiss_op": ("", "faiss", "funnel-faiss"),
-    "plugins/feast_op": ("", "feast", "funnel-feast"),
+    "plugins/feast_op": ("[redis]", "feast", "funnel-feast"),
     "plugins/tf_op": ("[cpu]", "tf", "funnel-tensorflow"),
 }
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}

@@ -108,16 +108,21 @@ def cast_to_model(client: Any, data: Any, model: str = "funnel") -> Table:
     return Table(out, num_rows=table.num_rows)
 
 
-_OUTPUTS: dict[tuple[int, str], list[str]] = {}
-
-
 def _output_names(client: Any, model: str, protocol: str) -> list[str]:
-    key = (id(client), model)
-    if key not in _OUTPUTS:
+    """The model's output tensor names, cached on the client object itself (an ``id()``-keyed
+    cache would hand a new client, reusing a collected client's id, another server's names)."""
+    cache = getattr(client, "_funnel_output_names", None)
+    if cache is None:
+        cache = {}
+        try:
+            client._funnel_output_names = cache
+        except AttributeError:  # a client type that takes no attributes: no caching
+            pass
+    if model not in cache:
         meta = client.get_model_metadata(model)
         outs = meta["outputs"] if isinstance(meta, dict) else meta.outputs
-        _OUTPUTS[key] = [o["name"] if isinstance(o, dict) else o.name for o in outs]
-    return _OUTPUTS[key]
+        cache[model] = [o["name"] if isinstance(o, dict) else o.name for o in outs]
+    return cache[model]
 
 
 def infer(client: Any, data: Any, model: str = "funnel", protocol: str = "http", timeout: float | None = None) -> Any:
