@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -42,14 +43,25 @@ def test_concurrent_equals_sequential(server, model):
     requests = [demo_request(1 + i % 5, seed=100 + i) for i in range(24)]
     sequential = [server.infer(r, model=model) for r in requests]
     before = _stats(server, model)
-    client = httpclient.InferenceServerClient(server.http_url, concurrency=8)
     from funnel.triton.client import infer
+
+    # one client per thread: tritonclient's HTTP client runs on gevent and is not thread-safe
+    # ("Cannot switch to a different thread" when threads share one)
+    local = threading.local()
+    clients = []
+
+    def call(r):
+        if not hasattr(local, "client"):
+            local.client = httpclient.InferenceServerClient(server.http_url)
+            clients.append(local.client)
+        return infer(local.client, r, model=model)
 
     try:
         with ThreadPoolExecutor(8) as pool:
-            concurrent = list(pool.map(lambda r: infer(client, r, model=model), requests))
+            concurrent = list(pool.map(call, requests))
     finally:
-        client.close()
+        for c in clients:
+            c.close()
     assert concurrent == sequential
     if model == EXECUTOR:
         after = _stats(server, model)
