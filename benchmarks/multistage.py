@@ -329,6 +329,35 @@ def _count(users: int, quick: bool, scale: float) -> int:
     return max(10, int(base * scale * (0.3 if quick else 1.0)))
 
 
+def node_breakdown(ens: Any, requests: Sequence[np.ndarray]) -> dict[str, float]:
+    """p50 ms of every operator node of ``ens`` over ``requests`` (select nodes summed)."""
+    from funnel.table import Table  # noqa: PLC0415
+
+    executor = ens._executor
+    times: dict[str, list[float]] = {}
+    run = executor._run_node
+
+    def timed(bound: Any, *rest: Any) -> Any:
+        t = time.perf_counter()
+        out = run(bound, *rest)
+        key = f"{bound.index} {bound.node.label}" if bound.node.kind == "op" else "select/concat nodes"
+        times.setdefault(key, []).append(time.perf_counter() - t)
+        return out
+
+    executor._run_node = timed
+    try:
+        for r in requests:
+            n0 = {k: len(v) for k, v in times.items()}
+            ens.transform(Table({"user_id": r}))
+            sel = times.get("select/concat nodes", [])
+            extra = len(sel) - n0.get("select/concat nodes", 0)
+            if extra > 1:  # one number per request for the select nodes
+                sel[len(sel) - extra :] = [sum(sel[len(sel) - extra :])]
+    finally:
+        del executor._run_node
+    return {k: round(1e3 * statistics.median(v), 3) for k, v in times.items()}
+
+
 def profile_inprocess(ens: Any, floor: Floor, reqs: list[np.ndarray], top: int = 25) -> str:
     """cProfile both paths over the same requests; returns the two reports."""
     from funnel.table import Table  # noqa: PLC0415
@@ -346,6 +375,96 @@ def profile_inprocess(ens: Any, floor: Floor, reqs: list[np.ndarray], top: int =
     return "\n".join(text)
 
 
+PROFILE_SHIM = '''"""benchmarks/multistage.py --profile-served: the executor model under cProfile."""
+
+import cProfile
+import os
+import time
+
+from funnel.triton.runtime import ExecutorModel
+
+
+class TritonPythonModel(ExecutorModel):
+    def initialize(self, args):
+        super().initialize(args)
+        self._prof = cProfile.Profile()
+        self._on = os.environ.get("FUNNEL_BENCH_CPROFILE") == "1"
+        self._times = []
+        self._parts = {}
+        for name in ("_decode", "_run", "_respond"):
+            setattr(self, name, self._timed(name, getattr(self, name)))
+
+    def _timed(self, name, fn):
+        log = self._parts.setdefault(name, [])
+
+        def call(*a):
+            t = time.perf_counter()
+            out = fn(*a)
+            log.append(time.perf_counter() - t)
+            return out
+
+        return call
+
+    def execute(self, requests):
+        t = time.perf_counter()
+        if self._on:
+            self._prof.enable()
+        try:
+            return super().execute(requests)
+        finally:
+            self._prof.disable()
+            self._times.append(time.perf_counter() - t)
+            if len(self._times) % 25 == 0:  # finalize() is not reliably called at shutdown
+                out = os.environ["FUNNEL_BENCH_PROFILE"]
+                self._prof.dump_stats(out + ".prof")
+                with open(out + ".times", "w") as f:
+                    f.write("\\n".join(str(x) for x in self._times))
+                with open(out + ".parts", "w") as f:
+                    try:
+                        f.write(" ".join(f"{k}={1e3 * sorted(v)[len(v) // 2]:.3f}ms" for k, v in self._parts.items()))
+                    except Exception as exc:
+                        f.write(repr(exc))
+'''
+
+
+def profile_served(ens: Any, reqs: dict[int, list[np.ndarray]], users: int = 1, top: int = 30, cprofile: bool = False) -> str:
+    """Serve the executor model with a cProfile shim; time execute() inside the server and
+    the round trip at the client. Returns a report."""
+    from funnel.table import Table  # noqa: PLC0415
+    from funnel.triton import TritonServer  # noqa: PLC0415
+
+    outputs = [c.name for c in ens.output_schema]
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-prof-") as tmp:
+        repo = ens.export(Path(tmp) / "repo", max_batch_size=64)
+        (repo / "funnel" / "1" / "model.py").write_text(PROFILE_SHIM)
+        stem = str(Path(tmp) / "served")
+        inputs = [_triton_inputs(r) for r in reqs[users]]
+        with TritonServer(repo, timeout=300, env={"FUNNEL_BENCH_PROFILE": stem, "FUNNEL_BENCH_CPROFILE": str(int(cprofile))}) as server:
+            call = _triton_worker(server.http_url, "http", "funnel", outputs)
+            warm = 10
+            lat_http, lat_local = [], []
+            for i, (inp, r) in enumerate(zip(inputs, reqs[users], strict=True)):
+                s = time.perf_counter()
+                call(inp)
+                t = time.perf_counter()
+                ens.transform(Table({"user_id": r}))
+                e = time.perf_counter()
+                if i >= warm:
+                    lat_http.append(t - s)
+                    lat_local.append(e - t)
+        times = np.array([float(x) for x in Path(stem + ".times").read_text().split()])[warm:] * 1e3
+        parts = Path(stem + ".parts").read_text()
+        buf = io.StringIO()
+        if cprofile:
+            pstats.Stats(stem + ".prof", stream=buf).sort_stats("tottime").print_stats(top)
+    return (
+        f"{users} user(s)/request, {len(lat_http)} requests: client HTTP p50 {1e3 * np.median(lat_http):.2f} ms, "
+        f"server execute() p50 {np.median(times):.2f} ms ({parts}), "
+        f"in-process transform p50 {1e3 * np.median(lat_local):.2f} ms\n"
+        + buf.getvalue()
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=os.environ.get("FUNNEL_BENCH_WORKDIR", str(Path(tempfile.gettempdir()) / "funnel-multistage")))
@@ -354,8 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-triton", action="store_true", help="floor and in-process only")
     parser.add_argument("--variants", default="executor,executor-nobatch,ensemble", help="Triton variants to run")
     parser.add_argument("--profile", action="store_true", help="print cProfile of floor vs in-process and exit")
+    parser.add_argument("--profile-served", type=int, default=0, metavar="USERS", help="cProfile the served executor model at USERS users/request and exit")
     parser.add_argument("--out", default=None, help="results file stem (default results/<date>-<machine>)")
-    parser.add_argument("--item-cache", type=int, default=0, help="QueryFeast item cache size for funnel (0 = off, like the floor)")
+    parser.add_argument("--item-cache", type=int, default=0, help="QueryFeast item cache size of the main funnel graph (0 = off, like the floor)")
+    parser.add_argument("--cache-size", type=int, default=4096, help="item cache size of the in-process+item-cache variant")
     args = parser.parse_args(argv)
 
     load_before = _load_avg()
@@ -372,16 +493,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ens = build_ensemble(art, item_cache_size=args.item_cache)
     feast_ops = [b.node.op for b in ens.graph.op_nodes if type(b.node.op).__name__ == "QueryFeast"]
     floor = Floor(art, store=feast_ops[0].store if feast_ops else None)
+    cached = build_ensemble(art, item_cache_size=args.cache_size)
     reqs = {u: _requests(pool, u, _count(u, args.quick, args.scale), seed=u) for u in USER_COUNTS}
     inproc = lambda r: ens.transform(Table({"user_id": r}))  # noqa: E731
+    inproc_cached = lambda r: cached.transform(Table({"user_id": r}))  # noqa: E731
     for u in USER_COUNTS:  # first calls trace TF functions, open sqlite, fill caches
         floor(reqs[u][0])
         inproc(reqs[u][0])
+    for r in reqs[64]:  # every item the runs will ask for is in the item cache
+        inproc_cached(r)
     gc.collect()
     gc.freeze()
 
     if args.profile:
         print(profile_inprocess(ens, floor, reqs[1][:200]))
+        return 0
+    if args.profile_served:
+        print(profile_served(ens, reqs, users=args.profile_served))  # timing only
+        print(profile_served(ens, reqs, users=args.profile_served, cprofile=True))
         return 0
 
     cells: list[Cell] = []
@@ -396,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("[bench] floor and in-process, sequential, interleaved request by request", flush=True)
     for u in USER_COUNTS:
-        lats = run_interleaved({"floor": floor, "in-process": inproc}, reqs[u], max(3, len(reqs[u]) // 10))
+        fns = {"floor": floor, "in-process": inproc, "in-process+item-cache": inproc_cached}
+        lats = run_interleaved(fns, reqs[u], max(3, len(reqs[u]) // 10))
         for name, lat in lats.items():
             record(_cell(name, "-", u, 1, lat, sum(lat)))
     # per-step breakdown of the floor
@@ -408,7 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor.trace = False
         steps[str(u)] = {k: round(1e3 * statistics.median(v), 3) for k, v in floor.timings.items()}
 
-    triton_meta: dict[str, Any] = {}
+    nodes = {
+        f"{name} u{u}": node_breakdown(e, reqs[u]) for name, e in (("in-process", ens), ("in-process+item-cache", cached)) for u in (1, 64)
+    }
+    triton_meta: dict[str, Any] = {"funnel_nodes_p50_ms": nodes}
     if not args.skip_triton:
         cells += run_triton(ens, reqs, args, triton_meta, record)
 
@@ -437,7 +570,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dict[str, Any], record: Callable[[Cell], None]) -> list[Cell]:
     """Export each Triton variant, serve it, and measure; returns the cells."""
+    from funnel.table import Table  # noqa: PLC0415
     from funnel.triton import TritonServer  # noqa: PLC0415
+
+    def inproc(r: np.ndarray) -> Any:
+        return ens.transform(Table({"user_id": r}))
 
     variants = {
         "executor": {"mode": "executor", "dynamic_batching": True},
@@ -466,8 +603,17 @@ def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dic
                     mk = lambda url=url, proto=proto: _triton_worker(url, proto, "funnel", outputs)  # noqa: E731
                     if name != "executor-nobatch":
                         for u in USER_COUNTS:
-                            lat, wall = run_sequential(mk(), inputs[u], max(3, len(inputs[u]) // 10))
-                            cells.append(_cell(name, proto, u, 1, lat, wall))
+                            # paired with in-process request by request: the difference is
+                            # what serving adds, measured under the same background load
+                            call = mk()
+                            pairs = list(zip(inputs[u], reqs[u], strict=True))
+                            lats = run_interleaved(
+                                {"served": lambda p, call=call: call(p[0]), "local": lambda p: inproc(p[1])},
+                                pairs,
+                                max(3, len(pairs) // 10),
+                            )
+                            cells.append(_cell(name, proto, u, 1, lats["served"], sum(lats["served"])))
+                            cells[-1].extra["paired_in_process_p50_ms"] = float(np.percentile(lats["local"], 50) * 1e3)
                             record(cells[-1])
                     if proto == "http":
                         for c in CONCURRENCY:
@@ -510,11 +656,13 @@ def headline(cells: list[Cell]) -> list[tuple[str, str, str]]:
         f64, i64 = _find(cells, "floor", "-", 64), _find(cells, "in-process", "-", 64)
         if f64 and i64:
             rows.append(("in-process p50 / floor p50 (64 users)", f"{i64.p50_ms / f64.p50_ms:.3f} ({i64.p50_ms:.1f} vs {f64.p50_ms:.1f} ms)", "≤ 1.05"))
-    if e1 and i1:
-        rows.append(("executor HTTP p50 − in-process p50 (1 user)", f"{e1.p50_ms - i1.p50_ms:+.2f} ms ({e1.p50_ms:.2f} ms)", "≤ 1 ms"))
-    if g1 and i1:
-        rows.append(("executor gRPC p50 − in-process p50 (1 user)", f"{g1.p50_ms - i1.p50_ms:+.2f} ms ({g1.p50_ms:.2f} ms)", "≤ 1 ms"))
-    for variant, proto in (("in-process", "-"), ("executor", "http"), ("floor", "-")):
+    for cell, proto in ((e1, "HTTP"), (g1, "gRPC")):
+        if cell and "paired_in_process_p50_ms" in cell.extra:
+            local = cell.extra["paired_in_process_p50_ms"]
+            rows.append(
+                (f"executor {proto} p50 − in-process p50 (1 user, paired)", f"{cell.p50_ms - local:+.2f} ms ({cell.p50_ms:.2f} vs {local:.2f} ms)", "≤ 1 ms")
+            )
+    for variant, proto in (("in-process", "-"), ("in-process+item-cache", "-"), ("executor", "http"), ("floor", "-")):
         a, b = _find(cells, variant, proto, 64), _find(cells, variant, proto, 1)
         if a and b:
             rows.append((f"{variant} users/s, 64 vs 1 user/request", f"{a.users_per_s / b.users_per_s:.1f}× ({a.users_per_s:.0f} vs {b.users_per_s:.0f})", "≥ 20×"))
@@ -567,6 +715,13 @@ def write_results(stem: Path, cells: list[Cell], meta: dict[str, Any]) -> None:
     steps = meta.get("floor_steps_p50_ms", {})
     for k in steps.get("1", {}):
         lines.append(f"| {k} | {steps['1'][k]:.3f} | {steps.get('64', {}).get(k, float('nan')):.3f} |")
+    nodes = meta.get("funnel_nodes_p50_ms", {})
+    if nodes:
+        cols = list(nodes)
+        lines += ["", "## funnel, per node (p50 ms)", "", "| node | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        names = list(dict.fromkeys(k for v in nodes.values() for k in v))
+        for n in names:
+            lines.append(f"| {n} | " + " | ".join(f"{nodes[c].get(n, float('nan')):.3f}" for c in cols) + " |")
     loads = {k: v for k, v in meta.items() if k.endswith("_load_s")}
     if loads:
         lines += ["", "Server start-up (until every model is ready): " + ", ".join(f"{k[:-7]} {v} s" for k, v in loads.items()) + "."]
@@ -594,7 +749,9 @@ def _plot(path: Path, cells: list[Cell]) -> None:
     a.set(xlabel="concurrent clients (1 user/request, HTTP)", ylabel="latency (ms)", title="latency vs concurrency", xscale="log", yscale="log")
     a.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
     a.legend(fontsize=7)
-    for variant, proto in (("floor", "-"), ("in-process", "-"), ("executor", "http"), ("executor", "grpc"), ("ensemble", "http")):
+    for variant, proto in (
+        ("floor", "-"), ("in-process", "-"), ("in-process+item-cache", "-"), ("executor", "http"), ("executor", "grpc"), ("ensemble", "http"),
+    ):
         pts = sorted((c.users_per_request, c.users_per_s) for c in cells if c.variant == variant and c.protocol == proto and c.concurrency == 1)
         if pts:
             b.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{variant}{'' if proto == '-' else ' ' + proto}")
