@@ -38,3 +38,16 @@ def test_missing_plugin_and_strings_fail_the_load(tmp_path):
     assert "pip install funnel-sampling" in message
     if NUMPY2:
         assert "string column(s) ['name']" in message and "EXECUTION_ENV_PATH" in message
+
+
+def test_binary_without_exec_bit_is_explained(tmp_path):
+    import pytest
+
+    from funnel.errors import ServerError
+    from funnel.triton.server import find_tritonserver
+
+    fake = tmp_path / "tritonserver"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o644)
+    with pytest.raises(ServerError, match="not executable.*chmod"):
+        find_tritonserver(fake)

@@ -41,6 +41,15 @@ def _pytriton_dir() -> Path | None:
     return Path(spec.origin).parent / "tritonserver"
 
 
+def _executable(path: Path) -> Path:
+    if not os.access(path, os.X_OK):
+        raise ServerError(
+            f"{path} is not executable (unpacked without file modes?); run: chmod +x {path} "
+            "or reinstall nvidia-pytriton with pip"
+        )
+    return path
+
+
 def find_tritonserver(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The ``tritonserver`` binary: ``explicit``, else the nvidia-pytriton wheel's, else PATH.
 
@@ -50,10 +59,10 @@ def find_tritonserver(explicit: str | os.PathLike[str] | None = None) -> Path:
         path = Path(explicit)
         if not path.is_file():
             raise ServerError(f"tritonserver binary {path} does not exist")
-        return path
+        return _executable(path)
     wheel = _pytriton_dir()
     if wheel is not None and (wheel / "bin" / "tritonserver").is_file():
-        return wheel / "bin" / "tritonserver"
+        return _executable(wheel / "bin" / "tritonserver")
     on_path = shutil.which("tritonserver")
     if on_path:
         return Path(on_path)
