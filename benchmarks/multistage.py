@@ -275,8 +275,10 @@ class Floor:
         cix = np.arange(flat.size) - np.repeat(offsets[:-1], lengths)
         keys[rix, cix] = scores / self.temperature + self.rng.gumbel(size=scores.size)
         order = np.argsort(-keys, axis=1)[:, : self.topk]
-        src = offsets[:-1, None] + order
-        ids, sc = flat[src], scores[src].astype(np.float32)
+        valid = order < lengths[:, None]  # rows with fewer than topk candidates are padded
+        src = np.minimum(offsets[:-1, None] + order, max(flat.size - 1, 0))
+        ids = np.where(valid, flat[src], -1)
+        sc = np.where(valid, scores[src], np.nan).astype(np.float32)
         self._mark("sampling", t)
         return ids, sc
 
