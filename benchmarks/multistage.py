@@ -545,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     triton_meta: dict[str, Any] = {"funnel_nodes_p50_ms": nodes}
     if not args.skip_triton:
-        cells += run_triton(ens, reqs, args, triton_meta, record)
+        run_triton(ens, reqs, args, triton_meta, record)  # its cells reach `cells` through record()
 
     load_after = _load_avg()
     meta = {
