@@ -23,6 +23,8 @@ __all__ = ["Ragged", "Table", "Column", "array_module", "to_numpy", "is_gpu_arra
 # -- array helpers ------------------------------------------------------------------------
 def array_module(array: Any) -> str:
     """``"numpy"``, ``"cupy"`` or ``"torch"``, from the array's type (no imports)."""
+    if type(array) is np.ndarray:  # the hot path: skip the module-name parsing
+        return "numpy"
     mod = type(array).__module__.split(".", 1)[0]
     if mod in ("cupy", "torch"):
         return mod

@@ -76,7 +76,7 @@ class UnrollFeatures(Operator):
         return Schema(out)
 
     def transform(self, table: Table) -> Table:
-        unroll = list(self.unroll_cols.columns or [])
+        unroll = self.unroll_cols.columns or []
         ids = _as_ragged(table[self.item_id_col])
         lengths = ids.lengths
         out: dict[str, Any] = {}
@@ -90,11 +90,16 @@ class UnrollFeatures(Operator):
                     f"{self.item_id_col!r}; candidate features must align with the candidate ids"
                 )
             out[name] = Ragged(col.values, like(ids.offsets, col.values), validate=False)
-        lengths_np = to_numpy(lengths).astype(np.int64)
-        gather = np.repeat(np.arange(lengths_np.size), lengths_np)  # candidate row → request row
+        lengths_np = to_numpy(lengths)
+        gather = None
         for name in unroll:
             col = table[name]
-            rep = col[like(gather, col)]  # same array library and device as the column
+            if type(col) is np.ndarray:
+                rep = np.repeat(col, lengths_np, axis=0)
+            else:  # cupy / torch: gather on the column's own device
+                if gather is None:  # candidate row → request row
+                    gather = np.repeat(np.arange(lengths_np.size), lengths_np)
+                rep = col[like(gather, col)]
             out[self.unrolled_prefix + name] = Ragged(rep, like(ids.offsets, rep), validate=False)
         return Table(out, num_rows=table.num_rows)
 
