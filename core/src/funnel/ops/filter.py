@@ -130,7 +130,7 @@ def _isin_not(values: np.ndarray, remove: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "iu" and remove.dtype.kind in "iu":
         lo = min(int(values.min()), int(remove.min()))
         span = max(int(values.max()), int(remove.max())) - lo + 1
-        if span <= 4 * (values.size + remove.size) + 65536:
+        if span <= max(4 * (values.size + remove.size), 1 << 20):  # at most a 1 MiB table
             table = np.ones(span, dtype=bool)
             table[remove.astype(np.int64) - lo] = False
             return table[values.astype(np.int64) - lo]
