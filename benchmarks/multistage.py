@@ -473,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests per cell (~3 min)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")
     parser.add_argument("--skip-triton", action="store_true", help="floor and in-process only")
-    parser.add_argument("--variants", default="executor,executor-nobatch,ensemble", help="Triton variants to run")
+    parser.add_argument("--variants", default="executor,executor-nobatch,ensemble",
+                        help="Triton variants to run (also: executor-gpu, on a machine with a GPU and cupy)")
     parser.add_argument("--profile", action="store_true", help="print cProfile of floor vs in-process and exit")
     parser.add_argument("--profile-served", type=int, default=0, metavar="USERS", help="cProfile the served executor model at USERS users/request and exit")
     parser.add_argument("--out", default=None, help="results file stem (default results/<date>-<machine>)")
@@ -582,6 +583,8 @@ def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dic
         "executor": {"mode": "executor", "dynamic_batching": True},
         "executor-nobatch": {"mode": "executor", "dynamic_batching": False},
         "ensemble": {"mode": "ensemble", "dynamic_batching": True},
+        # GPU machines: request tables become cupy arrays inside the served model
+        "executor-gpu": {"mode": "executor", "dynamic_batching": True, "instance_kind": "gpu"},
     }
     wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
     inputs = {u: [_triton_inputs(r) for r in rs] for u, rs in reqs.items()}
