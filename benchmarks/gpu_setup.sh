@@ -11,7 +11,8 @@ python3 -m venv "$V"
 SP=$("$V/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "$TORCH_SITE" > "$SP/zz_machine_env.pth"   # after the venv's own packages
 cat .gpuw/p*/tfpart.* > /tmp/tensorflow_cpu-2.21.0-cp312-cp312-manylinux_2_27_x86_64.whl
-"$V/bin/pip" install -q --no-index --no-deps /tmp/tensorflow_cpu-*.whl .gpuw/p*/*.whl .gpu/slim/*.whl
+"$V/bin/pip" install -q --no-index --no-deps .gpu/slim/*.whl
+"$V/bin/pip" install -q --no-index --no-deps /tmp/tensorflow_cpu-*.whl .gpuw/p*/*.whl
 tar xJf .gpu/pytriton-gpu.tar.xz -C "$SP"
 chmod +x "$SP"/pytriton/tritonserver/bin/* "$SP"/pytriton/tritonserver/python_backend_stubs/*/triton_python_backend_stub
 export PATH="$V/bin:$PATH"
