@@ -8,7 +8,7 @@ import numpy as np
 
 from funnel.errors import RequestError, ServerError
 from funnel.table import Ragged, Table
-from funnel.triton.wire import OFFSETS, OUTPUT_PREFIX, VALUES, encode_table
+from funnel.triton.wire import OFFSETS, OUTPUT_PREFIX, VALUES, bytes_to_text, encode_table
 
 __all__ = ["make_client", "table_to_inputs", "response_to_table", "infer", "cast_to_model"]
 
@@ -69,6 +69,7 @@ def response_to_table(result: Any, output_names: list[str] | None = None) -> Tab
         arr = result.as_numpy(name)
         if arr is None:
             raise ServerError(f"the response has no tensor {name!r}")
+        arr = bytes_to_text(arr)  # BYTES tensors arrive as bytes; string columns hold str
         col = name[len(OUTPUT_PREFIX):] if name.startswith(OUTPUT_PREFIX) else name
         if name.endswith(VALUES):
             offsets = result.as_numpy(name[: -len(VALUES)] + OFFSETS)

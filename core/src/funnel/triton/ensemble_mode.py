@@ -45,6 +45,7 @@ def _restrict(w: Wiring, names: list[str], where: str) -> Wiring:
 def write_ensemble_models(
     ensemble: Ensemble, graph_dict: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
     max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int = 0, native_backends: bool = True,
+    parameters: dict[str, str] | None = None,
 ) -> list[str]:
     """Write every operator's model and the ensemble model under ``root``; returns model names."""
     from funnel.triton.export import OP_FILE, OP_SHIM, op_document, op_model_name  # noqa: PLC0415
@@ -92,7 +93,8 @@ def write_ensemble_models(
             (model_dir / "config.pbtxt").write_text(cfg.python_model_config(
                 model, in_specs, out_specs, max_batch_size=max_batch_size, dynamic_batching=dynamic_batching,
                 instance_kind=instance_kind, instance_count=instance_count,
-                parameters={"FUNNEL_DEVICE": instance_kind}, max_queue_delay_us=max_queue_delay_us,
+                parameters={"FUNNEL_DEVICE": instance_kind, **(parameters or {})},
+                max_queue_delay_us=max_queue_delay_us,
             ))
             step = {
                 "model_name": model,

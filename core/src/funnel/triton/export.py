@@ -51,6 +51,7 @@ def export_ensemble(
     overwrite: bool = False,
     max_queue_delay_us: int = 0,
     native_backends: bool = True,
+    execution_env: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path``.
 
@@ -63,6 +64,9 @@ def export_ensemble(
     that long to gather more requests into one ``execute()`` call. ``native_backends=False``
     serves every operator with funnel's Python runner in ensemble mode, even those that declare
     a native backend (the embedded server has no TensorFlow/PyTorch backend).
+    ``execution_env`` sets the Python backend's ``EXECUTION_ENV_PATH`` for every funnel model:
+    a Python environment (an unpacked virtualenv directory or a conda-pack archive) on the
+    serving machine, e.g. one with numpy<2 so string (BYTES) columns can be served.
     """
     if mode not in ("executor", "ensemble"):
         raise ExportError(f"mode must be 'executor' or 'ensemble', got {mode!r}")
@@ -81,6 +85,7 @@ def export_ensemble(
         "max_batch_size": int(max_batch_size),
         "dynamic_batching": bool(dynamic_batching),
         "max_queue_delay_us": int(max_queue_delay_us),
+        "parameters": {"EXECUTION_ENV_PATH": os.fspath(execution_env)} if execution_env else {},
     }
     graph = ensemble.to_dict()  # once: finding plugin distributions scans installed packages
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -130,7 +135,7 @@ def _replace(tmp: Path, target: Path) -> None:
 
 def _write_executor(
     ensemble: Ensemble, graph: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
-    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int,
+    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int, parameters: dict[str, str],
 ) -> str:
     model_dir = root / name
     version_dir = model_dir / str(version)
@@ -146,7 +151,7 @@ def _write_executor(
         dynamic_batching=dynamic_batching,
         instance_kind=instance_kind,
         instance_count=instance_count,
-        parameters={"FUNNEL_DEVICE": instance_kind},
+        parameters={"FUNNEL_DEVICE": instance_kind, **parameters},
         max_queue_delay_us=max_queue_delay_us,
     )
     (model_dir / "config.pbtxt").write_text(text)

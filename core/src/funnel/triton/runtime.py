@@ -22,7 +22,7 @@ from funnel.errors import FunnelError, RequestError
 from funnel.executor import run_lifted, validate_request
 from funnel.schema import Schema
 from funnel.table import Table, array_module
-from funnel.triton.wire import VALUES, decode_table, encode_table, tensor_specs
+from funnel.triton.wire import VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
 
 __all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2"]
 
@@ -93,9 +93,9 @@ def _pb() -> Any:
 def _read(tensor: Any) -> Any:
     """A backend tensor as a numpy (or, for GPU memory, cupy) array through DLPack."""
     if tensor.is_cpu():
-        if NUMPY2 or tensor.triton_dtype != 13:  # 13 = TYPE_STRING: no DLPack route
+        if NUMPY2:
             return np.from_dlpack(tensor)
-        return tensor.as_numpy()
+        return bytes_to_text(tensor.as_numpy())  # numpy<2: the API the stub was built for
     import cupy  # noqa: PLC0415
 
     return cupy.from_dlpack(tensor.to_dlpack())
@@ -106,8 +106,8 @@ def _write(name: str, array: Any) -> Any:
     pb_utils = _pb()
     if array_module(array) == "numpy":
         array = np.asarray(array)
-        if array.dtype == object:
-            return pb_utils.Tensor(name, array)  # numpy<2 only (checked at load)
+        if not NUMPY2:  # numpy<2: the API the stub was built for (strings included)
+            return pb_utils.Tensor(name, np.ascontiguousarray(array))
         if not array.flags.c_contiguous or not array.flags.writeable:
             array = np.array(array, copy=True, order="C")
     else:
@@ -138,7 +138,10 @@ class _FunnelModel:
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
         self.device = params.get("FUNNEL_DEVICE", "cpu")
         _drop_capsule_reports()
-        self_check(pb_utils.Tensor.from_dlpack, np.from_dlpack)
+        if NUMPY2:
+            self_check(pb_utils.Tensor.from_dlpack, np.from_dlpack)
+        else:
+            self_check(pb_utils.Tensor, lambda t: t.as_numpy())
         version_dir = Path(args["model_repository"]) / args["model_version"]
         try:
             self._load(version_dir)

@@ -54,6 +54,13 @@ _TRITON_DTYPES = {
 }
 
 
+def bytes_to_text(arr: np.ndarray) -> np.ndarray:
+    """A BYTES tensor (object array of ``bytes``) as an object array of ``str`` (UTF-8)."""
+    if arr.dtype != object or not arr.size:
+        return arr
+    return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(arr)
+
+
 def triton_dtype(dtype: str) -> str:
     """Triton's wire dtype (``"FP32"``, ``"BYTES"``...) for a funnel dtype name."""
     try:
