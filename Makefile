@@ -13,6 +13,7 @@ demo: setup
 	$(PY) -m examples.multistage
 
 test: setup
+	$(PY) -m ruff check core plugins tests examples benchmarks
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-core: setup
@@ -22,7 +23,7 @@ lint: setup
 	$(PY) -m ruff check core plugins tests examples benchmarks
 
 benchmark: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/multistage.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
