@@ -45,3 +45,20 @@ def test_graph_command_draws_a_saved_graph(tmp_path):
     bad = run("graph", str(tmp_path / "empty"))
     assert bad.returncode == 1 and "Error: no funnel-graph.json" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_graph_command_finds_the_graph_in_a_repository_not_deeper(tmp_path):
+    req = Schema([ColumnSchema("user_id", "int64"), ColumnSchema("cands", "int64", dims=(None,))])
+    ens = Ensemble(["cands"] >> UnrollFeatures("cands", ColumnSelector(["user_id"])), req)
+    ens.save(tmp_path / "repo" / "funnel" / "1")
+    assert run("graph", str(tmp_path / "repo"), "-o", str(tmp_path / "a.svg")).returncode == 0
+    ens.save(tmp_path / "deep" / "a" / "b" / "c")
+    proc = run("graph", str(tmp_path / "deep"))
+    assert proc.returncode == 1 and "no funnel-graph.json" in proc.stderr
+
+
+def test_infer_with_an_unreadable_rows_file_says_what_is_expected(tmp_path):
+    bad = tmp_path / "rows.json"
+    bad.write_text("not json at all")
+    proc = run("infer", str(bad), "--url", "127.0.0.1:1")
+    assert proc.returncode == 1 and "cannot read request rows" in proc.stderr and "Traceback" not in proc.stderr

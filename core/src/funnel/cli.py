@@ -109,15 +109,21 @@ def serve_cmd(repository: str, http_port: int, grpc_port: int, timeout: float, b
 def _read_rows(path: str) -> object:
     import pandas as pd  # noqa: PLC0415
 
-    if path.endswith(".parquet"):
-        return pd.read_parquet(path)
-    if path.endswith(".csv"):
-        return pd.read_csv(path)
-    if path.endswith((".json", ".jsonl")):
+    if not path.endswith((".parquet", ".csv", ".json", ".jsonl")):
+        raise click.BadParameter("use a .json (list of row objects), .jsonl, .csv or .parquet file", param_hint="ROWS")
+    try:
+        if path.endswith(".parquet"):
+            return pd.read_parquet(path)
+        if path.endswith(".csv"):
+            return pd.read_csv(path)
         with open(path) as f:
             first = f.read(1)
         return pd.read_json(path, lines=first != "[" and path.endswith(".jsonl"))
-    raise click.BadParameter("use a .json (list of row objects), .jsonl, .csv or .parquet file", param_hint="ROWS")
+    except Exception as exc:  # noqa: BLE001 - any parser error: say which file and what is expected
+        raise click.ClickException(
+            f"cannot read request rows from {path}: {type(exc).__name__}: {exc}. Expected a JSON list of "
+            'row objects such as [{"user_id": 1}], JSON lines, CSV with a header, or parquet'
+        ) from exc
 
 
 @cli.command("infer")

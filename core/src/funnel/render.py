@@ -107,7 +107,8 @@ def find_graph_json(path: str | Path) -> Path:
     direct = path / GRAPH_FILE
     if direct.is_file():
         return direct
-    found = sorted(path.glob(f"**/{GRAPH_FILE}"))
+    # a saved graph dir, a repository (<model>/<version>/) or a model dir (<version>/)
+    found = sorted(p for pattern in ("*/", "*/*/") for p in path.glob(pattern + GRAPH_FILE))
     if not found:
         raise FunnelError(f"no {GRAPH_FILE} under {path}: pass a saved graph or an exported repository")
     return found[0]
