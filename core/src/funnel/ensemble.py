@@ -52,6 +52,16 @@ def dumps_json(data: Any) -> bytes:
     return (raw + "\n").encode()
 
 
+def _artifact_step(step: Any, directory: Path, what: str) -> None:
+    """Run an operator's save/load of artifacts; unexpected errors become ExportError saying what."""
+    try:
+        step(directory)
+    except FunnelError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
 class Ensemble:
     """A graph bound to the request schema it serves.
 
@@ -120,12 +130,7 @@ class Ensemble:
             assert op is not None
             target = root / artifact_dir_name(bound.index, op)
             target.mkdir(parents=True, exist_ok=True)
-            try:
-                op.save_artifacts(target)
-            except FunnelError:
-                raise
-            except Exception as exc:
-                raise ExportError(f"{op.label}: saving artifacts into {target} failed: {exc}") from exc
+            _artifact_step(op.save_artifacts, target, f"{op.label}: saving artifacts into {target}")
             if not any(target.iterdir()):
                 target.rmdir()
         if root.exists() and not any(root.iterdir()):
@@ -164,12 +169,7 @@ class Ensemble:
             op_cls = get_operator(type_name, distribution=(hints.get(type_name) or {}).get("distribution"))
             op = op_cls.from_config(entry["op"]["config"])
             art = artifact_root / artifact_dir_name(entry["index"], op)
-            try:
-                op.load_artifacts(art)
-            except FunnelError:
-                raise
-            except Exception as exc:
-                raise ExportError(f"{op.label}: loading artifacts from {art} failed: {exc}") from exc
+            _artifact_step(op.load_artifacts, art, f"{op.label}: loading artifacts from {art}")
             ops[entry["index"]] = op
         graph = Graph.from_dict(graph_data, ops)
         ens = cls.__new__(cls)
