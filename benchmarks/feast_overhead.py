@@ -22,7 +22,6 @@ Results go to ``benchmarks/results/feast_overhead.{md,json}``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
 import os
@@ -40,20 +39,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table
-from funnel_feast import QueryFeast
+from funnel_feast import QueryFeast, build_feature_repo
 
 RESULTS = Path(__file__).parent / "results"
 N_USERS, N_ITEMS = 1000, 5000
 
 
 def build_repo(root: Path, online_store_yaml: str) -> Path:
-    """Parquet sources + feature_store.yaml, apply, materialize."""
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType  # noqa: PLC0415
-    from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String  # noqa: PLC0415
-
+    """Parquet sources + feature_store.yaml, apply, materialize (funnel_feast.build_feature_repo)."""
     rng = np.random.default_rng(0)
-    (root / "data").mkdir(parents=True)
-    now = pd.Timestamp.now(tz="UTC").floor("s")
     users = pd.DataFrame(
         {
             "user_id": np.arange(N_USERS, dtype=np.int64),
@@ -61,7 +55,6 @@ def build_repo(root: Path, online_store_yaml: str) -> Path:
             "score": rng.random(N_USERS).astype(np.float32),
             "name": [f"user{i}" for i in range(N_USERS)],
             "genres": [rng.integers(0, 20, rng.integers(0, 6)).tolist() for _ in range(N_USERS)],
-            "event_timestamp": now,
         }
     )
     items = pd.DataFrame(
@@ -71,50 +64,14 @@ def build_repo(root: Path, online_store_yaml: str) -> Path:
             "item_price": rng.random(N_ITEMS) * 100,
             "item_brand": [f"brand{i % 97}" for i in range(N_ITEMS)],
             "item_popular": rng.random(N_ITEMS) < 0.1,
-            "event_timestamp": now,
         }
     )
-    users.to_parquet(root / "data/users.parquet")
-    items.to_parquet(root / "data/items.parquet")
-    (root / "feature_store.yaml").write_text(
-        f"project: bench\nregistry: data/registry.db\nprovider: local\n"
-        f"online_store:\n{online_store_yaml}\nentity_key_serialization_version: 3\n"
+    return build_feature_repo(
+        root,
+        {"user_features": ("user_id", users), "item_features": ("item_id", items)},
+        project="bench",
+        online_store=online_store_yaml,
     )
-    store = FeatureStore(repo_path=str(root))
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64)
-    ttl = dt.timedelta(days=3650)
-    user_view = FeatureView(
-        name="user_features",
-        entities=[user],
-        ttl=ttl,
-        schema=[
-            Field(name="user_id", dtype=Int64),
-            Field(name="age", dtype=Int32),
-            Field(name="score", dtype=Float32),
-            Field(name="name", dtype=String),
-            Field(name="genres", dtype=Array(Int64)),
-        ],
-        source=FileSource(path=str(root / "data/users.parquet"), timestamp_field="event_timestamp"),
-    )
-    item_view = FeatureView(
-        name="item_features",
-        entities=[item],
-        ttl=ttl,
-        schema=[
-            Field(name="item_id", dtype=Int64),
-            Field(name="item_category", dtype=Int64),
-            Field(name="item_price", dtype=Float64),
-            Field(name="item_brand", dtype=String),
-            Field(name="item_popular", dtype=Bool),
-        ],
-        source=FileSource(path=str(root / "data/items.parquet"), timestamp_field="event_timestamp"),
-    )
-    store.apply([user, item, user_view, item_view])
-    store.materialize(
-        now.to_pydatetime() - dt.timedelta(days=1), now.to_pydatetime() + dt.timedelta(seconds=1)
-    )
-    return root
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import socket
 import subprocess
@@ -47,56 +46,15 @@ def item_frame() -> pd.DataFrame:
 
 
 def build_repo(root: Path, project: str, online_store_yaml: str) -> Path:
-    """Write parquet sources + feature_store.yaml, apply the definitions, materialize."""
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType  # noqa: PLC0415
-    from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String  # noqa: PLC0415
+    """A real repository (parquet sources, apply, materialize) through the plugin's own helper."""
+    from funnel_feast import build_feature_repo  # noqa: PLC0415
 
-    data = root / "data"
-    data.mkdir(parents=True)
-    now = pd.Timestamp.now(tz="UTC").floor("s")
-    users, items = user_frame(), item_frame()
-    users["event_timestamp"] = now
-    items["event_timestamp"] = now
-    users.to_parquet(data / "users.parquet")
-    items.to_parquet(data / "items.parquet")
-    (root / "feature_store.yaml").write_text(
-        f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
-        f"online_store:\n{online_store_yaml}\nentity_key_serialization_version: 3\n"
+    return build_feature_repo(
+        root,
+        {"user_features": ("user_id", user_frame()), "item_features": ("item_id", item_frame())},
+        project=project,
+        online_store=online_store_yaml,
     )
-    store = FeatureStore(repo_path=str(root))
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
-    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64)
-    ttl = dt.timedelta(days=3650)
-    user_view = FeatureView(
-        name="user_features",
-        entities=[user],
-        ttl=ttl,
-        schema=[
-            Field(name="user_id", dtype=Int64),
-            Field(name="age", dtype=Int32),
-            Field(name="score", dtype=Float32),
-            Field(name="name", dtype=String),
-            Field(name="genres", dtype=Array(Int64)),
-        ],
-        source=FileSource(path=str(data / "users.parquet"), timestamp_field="event_timestamp"),
-    )
-    item_view = FeatureView(
-        name="item_features",
-        entities=[item],
-        ttl=ttl,
-        schema=[
-            Field(name="item_id", dtype=Int64),
-            Field(name="item_category", dtype=Int64),
-            Field(name="item_price", dtype=Float64),
-            Field(name="item_brand", dtype=String),
-            Field(name="item_popular", dtype=Bool),
-        ],
-        source=FileSource(path=str(data / "items.parquet"), timestamp_field="event_timestamp"),
-    )
-    store.apply([user, item, user_view, item_view])
-    start = now.to_pydatetime() - dt.timedelta(days=1)
-    store.materialize(start, now.to_pydatetime() + dt.timedelta(seconds=1))
-    return root
 
 
 def free_port() -> int:
