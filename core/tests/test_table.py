@@ -78,3 +78,11 @@ def test_pandas_scalar_string_and_vector_columns():
     assert t["hist"].to_lists() == [[1, 2], [3]]
     emb = Table({"e": np.ones((2, 4), dtype=np.float32)})
     assert emb.to_pandas()["e"].iloc[0].tolist() == [1.0] * 4
+
+
+def test_ragged_coerce_accepts_list_columns_and_names_the_rest():
+    r = Ragged.from_lists([[1], [2, 3]])
+    assert Ragged.coerce(r) is r
+    assert Ragged.coerce(np.array([[1, 2], [3, 4]])).to_lists() == [[1, 2], [3, 4]]
+    with pytest.raises(SchemaError, match="ids must be a list column"):
+        Ragged.coerce(np.array([1, 2]), "ids")

@@ -153,6 +153,20 @@ class Ragged:
         return cls(values, offsets, validate=False)
 
     @classmethod
+    def coerce(cls, column: Any, name: str = "column") -> Ragged:
+        """A list column as Ragged: Ragged as is, a (B, k, ...) array as B lists of k.
+
+        Raises SchemaError for a one-value-per-row (1-d) column, naming it.
+        """
+        if isinstance(column, Ragged):
+            return column
+        if getattr(column, "ndim", 0) < 2:
+            raise SchemaError(
+                f"{name} must be a list column (a Ragged or a (B, k) array), got shape {getattr(column, 'shape', None)}"
+            )
+        return cls.from_dense(column)
+
+    @classmethod
     def from_lengths(cls, values: Any, lengths: Any) -> Ragged:
         """Build from values and per-row lengths."""
         lengths_np = to_numpy(lengths).astype(np.int64)

@@ -64,7 +64,7 @@ class FilterCandidates(Operator):
             Schema([c.as_list() if getattr(table[c.name], "ndim", 1) == 2 else c for c in schema_of(table)])
         )
         cand = table[name]
-        cand = cand if isinstance(cand, Ragged) else Ragged.from_dense(cand)
+        cand = Ragged.coerce(cand, f"FilterCandidates: column {name!r}")
         filt = table[self.filter_out.column]
         filt = filt if isinstance(filt, Ragged) else Ragged.from_dense(np.asarray(to_numpy(filt)).reshape(table.num_rows, -1))
         keep, row_of = _keep_mask(cand, filt)
@@ -78,7 +78,7 @@ class FilterCandidates(Operator):
             if col_name == self.filter_out.column:
                 continue
             if isinstance(col, Ragged) or (col_name == name):
-                col = col if isinstance(col, Ragged) else Ragged.from_dense(col)
+                col = Ragged.coerce(col, f"FilterCandidates: column {col_name!r}")
                 if not col.same_offsets(cand):
                     raise SchemaError(
                         f"FilterCandidates: list column {col_name!r} is not aligned with candidates {name!r}"

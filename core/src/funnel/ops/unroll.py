@@ -16,10 +16,6 @@ from funnel.table import Ragged, Table, like, to_numpy
 __all__ = ["UnrollFeatures"]
 
 
-def _as_ragged(col: Any) -> Ragged:
-    return col if isinstance(col, Ragged) else Ragged.from_dense(col)
-
-
 class UnrollFeatures(Operator):
     """Make every column candidate-aligned: one list per request row, one entry per candidate.
 
@@ -77,13 +73,13 @@ class UnrollFeatures(Operator):
 
     def transform(self, table: Table) -> Table:
         unroll = self.unroll_cols.columns or []
-        ids = _as_ragged(table[self.item_id_col])
+        ids = Ragged.coerce(table[self.item_id_col], f"UnrollFeatures: column {self.item_id_col!r}")
         lengths = ids.lengths
         out: dict[str, Any] = {}
         for name, col in table.items():
             if name in unroll:
                 continue
-            col = _as_ragged(col)
+            col = Ragged.coerce(col, f"UnrollFeatures: column {name!r}")
             if not ids.same_offsets(col):
                 raise SchemaError(
                     f"UnrollFeatures: column {name!r} has a different number of entries per row than "

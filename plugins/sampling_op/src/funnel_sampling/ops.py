@@ -41,14 +41,9 @@ def _flat(values: np.ndarray, what: str, label: str) -> np.ndarray:
 
 
 def _as_ragged(col: Any, name: str, label: str) -> Ragged:
-    if isinstance(col, Ragged):
-        return Ragged(to_numpy(col.values), to_numpy(col.offsets).astype(np.int64), validate=False)
-    arr = to_numpy(col)
-    if arr.ndim < 2:
-        raise SchemaError(
-            f"{label}: column {name!r} must be a list column (a Ragged or a (B, k) array), got shape {arr.shape}"
-        )
-    return Ragged.from_dense(arr)
+    """The column as a host (numpy) Ragged with int64 offsets."""
+    col = Ragged.coerce(col if isinstance(col, Ragged) else to_numpy(col), f"{label}: column {name!r}")
+    return Ragged(to_numpy(col.values), to_numpy(col.offsets).astype(np.int64), validate=False)
 
 
 class _Ordering(Operator):
