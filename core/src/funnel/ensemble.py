@@ -6,6 +6,7 @@ import gc
 import importlib.metadata
 import json
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,23 @@ def _artifact_step(step: Any, directory: Path, what: str) -> None:
         raise
     except Exception as exc:
         raise ExportError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_operator(
+    type_name: str,
+    config: dict[str, Any],
+    artifact_dir: Path | Callable[[Operator], Path],
+    distribution: str | None = None,
+) -> Operator:
+    """Rebuild one operator: registry lookup by type name, ``from_config``, ``load_artifacts``.
+
+    ``artifact_dir`` is the directory, or a function of the rebuilt operator giving it. A
+    missing plugin raises PluginNotInstalled (``distribution`` is the pip hint recorded at export).
+    """
+    op = get_operator(type_name, distribution=distribution).from_config(config)
+    directory = artifact_dir(op) if callable(artifact_dir) else artifact_dir
+    _artifact_step(op.load_artifacts, directory, f"{op.label}: loading artifacts from {directory}")
+    return op
 
 
 class Ensemble:
@@ -166,11 +184,12 @@ class Ensemble:
             if entry["kind"] != "op":
                 continue
             type_name = entry["op"]["type"]
-            op_cls = get_operator(type_name, distribution=(hints.get(type_name) or {}).get("distribution"))
-            op = op_cls.from_config(entry["op"]["config"])
-            art = artifact_root / artifact_dir_name(entry["index"], op)
-            _artifact_step(op.load_artifacts, art, f"{op.label}: loading artifacts from {art}")
-            ops[entry["index"]] = op
+            ops[entry["index"]] = load_operator(
+                type_name,
+                entry["op"]["config"],
+                lambda op, index=entry["index"]: artifact_root / artifact_dir_name(index, op),
+                distribution=(hints.get(type_name) or {}).get("distribution"),
+            )
         graph = Graph.from_dict(graph_data, ops)
         ens = cls.__new__(cls)
         ens.graph = graph

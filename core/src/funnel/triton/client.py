@@ -6,18 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from funnel.errors import RequestError, ServerError
+from funnel.errors import RequestError, SchemaError, ServerError
 from funnel.table import Ragged, Table
-from funnel.triton.wire import OFFSETS, OUTPUT_PREFIX, VALUES, bytes_to_text, encode_table
+from funnel.triton.wire import OFFSETS, OUTPUT_PREFIX, VALUES, bytes_to_text, encode_table, funnel_dtype, triton_dtype
 
 __all__ = ["make_client", "table_to_inputs", "response_to_table", "infer", "cast_to_model"]
-
-_NP_TO_TRITON = {
-    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
-    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64", "object": "BYTES",
-}
-
 
 def _module(protocol: str) -> Any:
     try:
@@ -47,9 +40,10 @@ def table_to_inputs(data: Any, protocol: str = "http", schema: Any = None) -> li
     inputs = []
     for name, arr in encode_table(table.to_numpy(), schema).items():
         arr = np.ascontiguousarray(arr)
-        dtype = _NP_TO_TRITON.get(arr.dtype.name)
-        if dtype is None:
-            raise RequestError(f"column for tensor {name!r} has dtype {arr.dtype}, which Triton cannot carry")
+        try:
+            dtype = triton_dtype("str" if arr.dtype == object else arr.dtype.name)
+        except SchemaError:
+            raise RequestError(f"column for tensor {name!r} has dtype {arr.dtype}, which Triton cannot carry") from None
         inp = mod.InferInput(name, list(arr.shape), dtype)
         inp.set_data_from_numpy(arr)
         inputs.append(inp)
@@ -79,9 +73,6 @@ def response_to_table(result: Any, output_names: list[str] | None = None) -> Tab
     return Table(columns)
 
 
-_TRITON_TO_NP = {v: k for k, v in _NP_TO_TRITON.items()}
-
-
 def cast_to_model(client: Any, data: Any, model: str = "funnel") -> Table:
     """A Table from ``data`` (DataFrame/dict/Table) with columns cast to the dtypes ``model``
     declares (JSON/CSV rows arrive as int64/float64; list fields become ragged columns)."""
@@ -92,7 +83,7 @@ def cast_to_model(client: Any, data: Any, model: str = "funnel") -> Table:
         name = inp["name"] if isinstance(inp, dict) else inp.name
         datatype = inp["datatype"] if isinstance(inp, dict) else inp.datatype
         if not name.endswith(OFFSETS):
-            dtypes[name[: -len(VALUES)] if name.endswith(VALUES) else name] = _TRITON_TO_NP.get(datatype, "object")
+            dtypes[name[: -len(VALUES)] if name.endswith(VALUES) else name] = funnel_dtype(datatype) or "str"
     ragged = {n[: -len(VALUES)] for n in (i["name"] if isinstance(i, dict) else i.name for i in inputs) if n.endswith(VALUES)}
     table = Table.from_any(data)
     out: dict[str, Any] = {}
@@ -100,7 +91,7 @@ def cast_to_model(client: Any, data: Any, model: str = "funnel") -> Table:
         want = dtypes.get(name)
         if name in ragged and not isinstance(col, Ragged):
             col = Ragged.from_dense(np.asarray(col))
-        if want is None or want == "object":
+        if want is None or want == "str":
             out[name] = col
         elif isinstance(col, Ragged):
             out[name] = Ragged(np.asarray(col.values).astype(want), col.offsets)

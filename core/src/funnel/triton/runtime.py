@@ -84,10 +84,17 @@ def _drop_capsule_reports() -> None:
     sys.unraisablehook = hook
 
 
-def _pb() -> Any:
-    import triton_python_backend_utils as pb_utils  # noqa: PLC0415 - exists only inside Triton
+_PB: Any = None
 
-    return pb_utils
+
+def _pb() -> Any:
+    """``triton_python_backend_utils`` (exists only inside Triton), imported once."""
+    global _PB  # noqa: PLW0603
+    if _PB is None:
+        import triton_python_backend_utils as pb_utils  # noqa: PLC0415
+
+        _PB = pb_utils
+    return _PB
 
 
 def _read(tensor: Any) -> Any:
@@ -238,17 +245,13 @@ class OperatorModel(_FunnelModel):
     """Ensemble mode: one operator node, rebuilt from ``funnel-op.json`` and its artifacts."""
 
     def _load(self, version_dir: Path) -> None:
-        from funnel.registry import get_operator  # noqa: PLC0415
+        from funnel.ensemble import load_operator  # noqa: PLC0415
         from funnel.triton.export import OP_FILE  # noqa: PLC0415
 
         doc = json.loads((version_dir / OP_FILE).read_text())
         type_name = doc["op"]["type"]
         hint = (doc.get("operators", {}).get(type_name) or {}).get("distribution")
-        op_cls = get_operator(type_name, distribution=hint)
-        self.op = op_cls.from_config(doc["op"]["config"])
-        art = version_dir / "artifacts"
-        if art.is_dir():
-            self.op.load_artifacts(art)
+        self.op = load_operator(type_name, doc["op"]["config"], version_dir / "artifacts", distribution=hint)
         self.input_schema = Schema.from_dict(doc["input_schema"])
         self.output_schema = Schema.from_dict(doc["output_schema"])
         self.lifted = bool(doc["lifted"])

@@ -18,7 +18,7 @@ import numpy as np
 
 from funnel.errors import RequestError, SchemaError
 from funnel.schema import ColumnSchema, Schema
-from funnel.table import Ragged, Table, array_module, to_numpy
+from funnel.table import Ragged, Table
 
 __all__ = [
     "VALUES",
@@ -59,6 +59,14 @@ def bytes_to_text(arr: np.ndarray) -> np.ndarray:
     if arr.dtype != object or not arr.size:
         return arr
     return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(arr)
+
+
+_FUNNEL_DTYPES = {v: k for k, v in _TRITON_DTYPES.items()}
+
+
+def funnel_dtype(triton: str) -> str | None:
+    """The funnel dtype name (``"int64"``, ``"str"``...) of a Triton wire dtype, or None."""
+    return _FUNNEL_DTYPES.get(triton)
 
 
 def triton_dtype(dtype: str) -> str:
@@ -140,16 +148,11 @@ def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "reque
         if col.is_list and col.is_ragged:
             values = _strip(tensors, col.name + VALUES, where)
             offsets = _strip(tensors, col.name + OFFSETS, where)
-            off = to_numpy(offsets)
-            if off.ndim != 1 or off.size == 0 or off[0] != 0 or int(off[-1]) != values.shape[0] or (
-                off.size > 1 and bool(np.any(np.diff(off) < 0))
-            ):
-                raise RequestError(
-                    f"{where}: column {col.name!r}: {col.name + OFFSETS} must start at 0, never decrease and end "
-                    f"at the number of values ({values.shape[0]}); got {off.tolist()[:10]}"
-                )
-            value: Any = Ragged(values, offsets, validate=False)
-            n = off.size - 1
+            try:
+                value: Any = Ragged(values, offsets)  # validates the offsets against the values
+            except SchemaError as exc:
+                raise RequestError(f"{where}: column {col.name!r} ({col.name + OFFSETS}): {exc}") from None
+            n = value.num_rows
         else:
             value = _strip(tensors, col.name, where)
             if value.ndim == 0:
@@ -177,7 +180,3 @@ def _strip(tensors: Mapping[str, Any], name: str, where: str) -> Any:
         )
     return arr[0]
 
-
-def host_array(arr: Any) -> np.ndarray:
-    """A numpy array on the host (for clients)."""
-    return to_numpy(arr) if array_module(arr) != "numpy" else np.asarray(arr)
