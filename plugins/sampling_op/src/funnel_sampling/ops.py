@@ -144,13 +144,9 @@ class _Ordering(Operator):
         offsets = ids.offsets
         lengths = np.diff(offsets)
         b, k = lengths.size, self.topk
-        width = int(lengths.max(initial=0))
-        # Padded (B, width) key matrix: NaN in padding sorts after every real candidate
+        # Padded (B, longest) key matrix: NaN in padding sorts after every real candidate
         # (a stable sort keeps real NaN/-inf keys, which sit at lower positions, first).
-        keys = np.full((b, width), np.nan)
-        rows = np.repeat(np.arange(b), lengths)
-        cols = np.arange(id_values.shape[0]) - np.repeat(offsets[:-1], lengths)
-        keys[rows, cols] = self._keys(scores)
+        keys = Ragged(self._keys(scores), offsets, validate=False).to_dense(pad_value=np.nan)
         order = np.argsort(-keys, axis=1, kind="stable")[:, :k]
         valid = order < lengths[:, None]
         src = (offsets[:-1, None] + order)[valid]
