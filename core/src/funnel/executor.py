@@ -9,7 +9,7 @@ from funnel.graph import BoundNode, Graph
 from funnel.schema import Schema
 from funnel.table import Ragged, Table
 
-__all__ = ["LocalExecutor", "validate_request"]
+__all__ = ["LocalExecutor", "validate_request", "apply_operator", "run_lifted"]
 
 
 def validate_request(table: Table, schema: Schema) -> Table:
@@ -113,28 +113,31 @@ class LocalExecutor:
             inputs = inputs.with_columns(t)
         if inputs.column_names != in_names:
             inputs = inputs.select(in_names)
-        try:
-            if bound.lifted:
-                out = run_lifted(op, inputs)
-            else:
-                out = op.transform(inputs)
-        except FunnelError:
-            raise
-        except Exception as exc:
-            raise OperatorError(f"{op.label} (node {bound.index}) failed: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(out, Table):
-            raise SchemaError(f"{op.label}.transform must return a Table, got {type(out).__name__}")
-        missing = [c for c in out_names if c not in out]
-        if missing:
-            raise SchemaError(
-                f"{op.label}.transform did not return column(s) {missing} promised by its output schema"
-            )
-        if out.num_rows != inputs.num_rows and inputs.num_rows:
-            raise SchemaError(
-                f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
-                "operators must return one row per request row (candidates go in list columns)"
-            )
-        return out if out.column_names == out_names else out.select(out_names)
+        return apply_operator(op, inputs, bound.lifted, out_names, f"node {bound.index}")
+
+
+def apply_operator(op: Any, inputs: Table, lifted: bool, out_names: list[str], where: str = "") -> Table:
+    """Run one operator on its input table (row-wise over candidate lists when ``lifted``) and
+    check what it returned: the promised columns, one row per request row. Backend errors
+    become OperatorError naming the operator (and ``where``, e.g. its node)."""
+    try:
+        out = run_lifted(op, inputs) if lifted else op.transform(inputs)
+    except FunnelError:
+        raise
+    except Exception as exc:
+        at = f" ({where})" if where else ""
+        raise OperatorError(f"{op.label}{at} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, Table):
+        raise SchemaError(f"{op.label}.transform must return a Table, got {type(out).__name__}")
+    missing = [c for c in out_names if c not in out]
+    if missing:
+        raise SchemaError(f"{op.label}.transform did not return column(s) {missing} promised by its output schema")
+    if out.num_rows != inputs.num_rows and inputs.num_rows:
+        raise SchemaError(
+            f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
+            "operators must return one row per request row (candidates go in list columns)"
+        )
+    return out if out.column_names == out_names else out.select(out_names)
 
 
 def run_lifted(op: Any, table: Table) -> Table:

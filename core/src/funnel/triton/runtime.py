@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from funnel.errors import FunnelError, RequestError
-from funnel.executor import run_lifted, validate_request
+from funnel.executor import apply_operator, validate_request
 from funnel.schema import Schema
 from funnel.table import Table, array_module
 from funnel.triton.wire import VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
@@ -258,5 +258,4 @@ class OperatorModel(_FunnelModel):
         self._out_names = self.output_schema.column_names
 
     def _run(self, table: Table) -> Table:
-        out = run_lifted(self.op, table) if self.lifted else self.op.transform(table)
-        return out.select(self._out_names)
+        return apply_operator(self.op, table, self.lifted, self._out_names)
