@@ -132,7 +132,7 @@ def apply_operator(op: Any, inputs: Table, lifted: bool, out_names: list[str], w
     missing = [c for c in out_names if c not in out]
     if missing:
         raise SchemaError(f"{op.label}.transform did not return column(s) {missing} promised by its output schema")
-    if out.num_rows != inputs.num_rows and inputs.num_rows:
+    if out.num_rows != inputs.num_rows and inputs.num_rows and not getattr(op, "changes_rows", False):
         raise SchemaError(
             f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
             "operators must return one row per request row (candidates go in list columns)"

@@ -56,6 +56,11 @@ class Operator(metaclass=_OperatorMeta):
     #: The op maps each row independently; over candidate-aligned list columns it is run on
     #: the flattened candidate rows and its outputs are regrouped (docs/architecture.md).
     rowwise: ClassVar[bool] = False
+    #: The op may return a different number of rows than it received (a serve-time Groupby:
+    #: N raw interaction rows → B sessions). The executor then skips its one-row-per-row
+    #: check, and the Triton runtime never merges requests of a dynamic batch through a graph
+    #: holding such an op, so rows of different requests are never combined.
+    changes_rows: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -131,6 +131,9 @@ class _FunnelModel:
 
     input_schema: Schema
     output_schema: Schema
+    #: False when an operator changes the row count (Operator.changes_rows): each request of
+    #: a dynamic batch then runs alone, so request boundaries survive.
+    mergeable: bool = True
 
     def _load(self, version_dir: Path) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -207,7 +210,7 @@ class _FunnelModel:
                 ok.append((i, self._decode(request)))
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
                 responses[i] = self._error(exc)
-        if len(ok) > 1:
+        if len(ok) > 1 and self.mergeable:
             try:
                 merged = self._run(Table.concat([t for _, t in ok]))
                 parts = merged.split([t.num_rows for _, t in ok])
@@ -236,6 +239,7 @@ class ExecutorModel(_FunnelModel):
         self.ensemble = Ensemble.load(version_dir)
         self.input_schema = self.ensemble.input_schema
         self.output_schema = self.ensemble.output_schema
+        self.mergeable = not any(getattr(b.node.op, "changes_rows", False) for b in self.ensemble.graph.nodes)
 
     def _run(self, table: Table) -> Table:
         return self.ensemble._executor.transform(table, validate=False)
@@ -255,6 +259,7 @@ class OperatorModel(_FunnelModel):
         self.input_schema = Schema.from_dict(doc["input_schema"])
         self.output_schema = Schema.from_dict(doc["output_schema"])
         self.lifted = bool(doc["lifted"])
+        self.mergeable = not getattr(self.op, "changes_rows", False)
         self._out_names = self.output_schema.column_names
 
     def _run(self, table: Table) -> Table:
