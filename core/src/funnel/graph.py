@@ -15,6 +15,18 @@ __all__ = ["Node", "Dependency", "Graph", "BoundNode"]
 
 _ids = itertools.count()
 
+#: at most one factory turning a plain function into an operator (``node >> function``)
+_CALLABLE_ADAPTER: list[Any] = []
+
+
+def set_callable_adapter(factory: Any) -> None:
+    """Let ``node >> function`` build ``factory(function)`` (an Operator).
+
+    funnel-workflow registers its ``LambdaOp`` here when imported, as NVTabular users write
+    ``col >> (lambda col: col + 1)``. Without an adapter, ``>>`` takes operators only.
+    """
+    _CALLABLE_ADAPTER[:] = [factory]
+
 
 class Dependency:
     """A reference, held by an operator, to columns produced by another graph branch.
@@ -103,8 +115,16 @@ class Node:
     def __rshift__(self, op: Any) -> Node:
         if isinstance(op, type) and issubclass(op, Operator):
             raise SchemaError(f"'>> {op.__name__}' needs an instance: write '>> {op.__name__}(...)'")
+        if not isinstance(op, Operator) and callable(op) and _CALLABLE_ADAPTER:
+            op = _CALLABLE_ADAPTER[0](op)  # `node >> function` (funnel-workflow's LambdaOp)
         if not isinstance(op, Operator):
-            raise SchemaError(f"'>>' takes an Operator instance, got {type(op).__name__}")
+            hint = (
+                "; `node >> function` needs a plugin that turns functions into operators "
+                "(import funnel_workflow, whose LambdaOp does)"
+                if callable(op)
+                else ""
+            )
+            raise SchemaError(f"'>>' takes an Operator instance, got {type(op).__name__}{hint}")
         deps = [d.node for d in op.dependencies().values() if d.node is not None]
         return Node("op", [self, *deps], op=op)
 
