@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from funnel.casting import cast_lossless
 from funnel.errors import FunnelError, OperatorError, RequestError, SchemaError
 from funnel.graph import BoundNode, Graph
 from funnel.schema import Schema
@@ -41,25 +42,11 @@ def validate_request(table: Table, schema: Schema) -> Table:
         elif kind in ("O", "U", "S"):
             raise RequestError(f"request column {col.name!r} must be {col.dtype}, got strings")
         elif str(arr.dtype).replace("torch.", "") != want.name:
-            # numeric dtypes are cast when it is safe (e.g. int32 → int64), refused otherwise
-            safe = _can_cast(arr, want)
-            if not safe:
-                raise RequestError(
-                    f"request column {col.name!r} has dtype {arr.dtype}, expected {col.dtype}; cast it before sending"
-                )
-            arr = arr.astype(want)
+            # the one casting rule (funnel.casting): lossless, range-checked, else RequestError
+            arr = cast_lossless(arr, want, column=col.name, where="request", error=RequestError)
             value = Ragged(arr, value.offsets, validate=False) if isinstance(value, Ragged) else arr
         out[col.name] = value
     return Table(out, num_rows=table.num_rows)
-
-
-def _can_cast(arr: Any, want: Any) -> bool:
-    import numpy as np  # noqa: PLC0415
-
-    try:
-        return bool(np.can_cast(np.dtype(str(arr.dtype).replace("torch.", "")), want, casting="same_kind"))
-    except TypeError:
-        return False
 
 
 class LocalExecutor:
@@ -156,5 +143,22 @@ def run_lifted(op: Any, table: Table) -> Table:
                 "(different list lengths per row); unroll them with UnrollFeatures first"
             )
         flat[name] = col.values
+    n_values = first.values.shape[0] if first is not None else 0
     out = op.transform(Table(flat))
-    return Table({k: Ragged(v, offsets, validate=False) for k, v in out.items()}, num_rows=table.num_rows)
+    if not isinstance(out, Table):
+        raise SchemaError(f"{op.label}.transform must return a Table, got {type(out).__name__}")
+    wrapped: dict[str, Any] = {}
+    for k, v in out.items():
+        if isinstance(v, Ragged):
+            raise SchemaError(
+                f"{op.label} (row-wise over candidate lists) returned list column {k!r}; a row-wise "
+                "operator returns one value per candidate row"
+            )
+        n = int(v.shape[0]) if getattr(v, "ndim", 0) else -1
+        if n != n_values:
+            raise SchemaError(
+                f"{op.label} (row-wise over candidate lists) returned {n} values in column {k!r} for "
+                f"{n_values} candidate rows; a row-wise operator returns exactly one row per candidate row"
+            )
+        wrapped[k] = Ragged(v, offsets, validate=False)  # same length as the aligned inputs: offsets fit
+    return Table(wrapped, num_rows=table.num_rows)

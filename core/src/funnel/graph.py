@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -179,6 +180,22 @@ class BoundNode:
         self.lifted = lifted
 
 
+def _bound_copy(node: Node) -> Node:
+    """An op node for one graph: a shallow copy of its operator with its own Dependency objects.
+
+    Binding resolves dependency columns; doing that on the copy leaves the user's operator
+    untouched, so one operator instance can be used in several graphs (heavy state such as an
+    index or a model is shared, not copied).
+    """
+    op = copy.copy(node.op)
+    state = getattr(op, "__dict__", None)
+    if state is not None:
+        for name, value in list(state.items()):
+            if isinstance(value, Dependency):
+                state[name] = Dependency(value)
+    return Node("op", node.parents, op=op)
+
+
 def _all_ragged(schema: Schema) -> bool:
     return len(schema) > 0 and all(c.is_list and c.is_ragged for c in schema)
 
@@ -252,12 +269,16 @@ class Graph:
                 in_schema = parents[0]
                 out, lifted = parents[0].excluding_by_name(names), False
             elif node.kind == "op":
+                original = node
+                node = _bound_copy(node)
                 in_schema, out, lifted = self._bind_op(node, parents)
             else:  # pragma: no cover - constructed only by this module
                 raise SchemaError(f"unknown node kind {node.kind!r}")
             bound = BoundNode(node, index, in_schema, out, lifted)
             self.nodes.append(bound)
             self._by_id[node.id] = bound
+            if node.kind == "op":
+                self._by_id[original.id] = bound  # the user's node finds its bound copy
 
     def _bind_op(self, node: Node, parents: list[Schema]) -> tuple[Schema, Schema, bool]:
         op = node.op
@@ -337,7 +358,7 @@ class Graph:
 
     def to_dict(self, op_configs: Mapping[int, dict[str, Any]] | None = None) -> dict[str, Any]:
         """Plain-data description of the bound graph (no pickles; ops as type + config)."""
-        ids = {b.node.id: b.index for b in self.nodes}
+        ids = {node_id: b.index for node_id, b in self._by_id.items()}
         nodes = []
         for b in self.nodes:
             n = b.node

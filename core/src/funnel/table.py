@@ -262,9 +262,9 @@ def _check_column(name: str, col: Any) -> Any:
         return col
     if isinstance(col, (list, tuple)):
         if any(isinstance(x, (list, tuple, np.ndarray)) for x in col):
-            lengths = {len(x) for x in col}
-            if len(lengths) > 1 or any(isinstance(x, (list, tuple)) and not x for x in col):
-                return Ragged.from_lists(col)
+            # a list per row is a list column, whatever the lengths (equal-length lists do not
+            # turn into a dense 2-d array: the representation never depends on the data)
+            return Ragged.from_lists(col)
         col = np.asarray(col)
         if col.dtype.kind in "US":
             col = col.astype(object)
