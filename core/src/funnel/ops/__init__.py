@@ -1,6 +1,7 @@
 """Built-in operators of core, registered through the same hook as every plugin."""
 
+from funnel.ops.columns import AsType, Cast, Rename, Select
 from funnel.ops.filter import FilterCandidates
 from funnel.ops.unroll import UnrollFeatures
 
-__all__ = ["UnrollFeatures", "FilterCandidates"]
+__all__ = ["UnrollFeatures", "FilterCandidates", "Cast", "AsType", "Select", "Rename"]

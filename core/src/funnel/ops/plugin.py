@@ -10,8 +10,8 @@ from funnel.operator import Operator
 
 @hookimpl
 def register_operators(register: Callable[[type[Operator]], None]) -> None:
-    """Register UnrollFeatures and FilterCandidates."""
-    from funnel.ops import FilterCandidates, UnrollFeatures  # noqa: PLC0415
+    """Register UnrollFeatures, FilterCandidates and the column operators Cast/AsType/Select/Rename."""
+    from funnel.ops import AsType, Cast, FilterCandidates, Rename, Select, UnrollFeatures  # noqa: PLC0415
 
-    register(UnrollFeatures)
-    register(FilterCandidates)
+    for op in (UnrollFeatures, FilterCandidates, Cast, AsType, Select, Rename):
+        register(op)

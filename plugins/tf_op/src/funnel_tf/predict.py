@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from funnel.casting import cast_lossless, check_castable
 from funnel.errors import ArtifactError, SchemaError
 from funnel.operator import NativeTritonModel, Operator
 from funnel.schema import ColumnSchema, Schema
@@ -294,11 +295,13 @@ class PredictTensorflow(Operator):
                 "only candidate-aligned columns as its input) or pad the lists upstream."
             )
         if col.dtype != want:
-            ok = want != "str" and col.dtype != "str" and np.can_cast(col.numpy_dtype, np.dtype(want), "safe")
+            # integer ids reach the model in the dtype it declares (int64 → int32 included): the
+            # values are range-checked at run time (funnel.casting), never wrapped
+            ok = want != "str" and col.dtype != "str" and check_castable(col.numpy_dtype, np.dtype(want))
             if not ok:
                 raise SchemaError(
                     f"{where} has dtype {col.dtype} but signature {self.signature!r} takes {want}; "
-                    f"cast it upstream to {want}"
+                    f"cast it upstream to {want} (funnel.ops.Cast({{{col.name!r}: {want!r}}}))"
                 )
         have = tuple(col.dims)
         if _is_scalar_dims(dims) and _is_scalar_dims(have):
@@ -337,7 +340,7 @@ class PredictTensorflow(Operator):
             elif dims == () and arr.ndim == 2 and arr.shape[1] == 1:
                 arr = arr[:, 0]
             if arr.dtype != dtype and dtype.kind != "O":
-                arr = arr.astype(dtype)
+                arr = cast_lossless(arr, dtype, column=name, where=f"{self.label} (signature {self.signature!r})")
             feeds[name] = arr
         result = self._fn(**feeds)
         out: dict[str, Any] = {}
