@@ -127,7 +127,8 @@ class TritonServer:
     ``with TritonServer(repo) as server: server.infer(table)`` — starts on loopback with
     free ports, waits until the server and every model are ready (``timeout`` seconds),
     raises ServerError with the model load errors from the server log otherwise, and
-    stops the server on exit.
+    stops the server on exit. ``repository`` may also be a cloud URL Triton reads itself
+    (``s3://host:port/bucket/path``; credentials from ``env`` / the environment, see docs/deploy.md).
     """
 
     def __init__(
@@ -141,8 +142,10 @@ class TritonServer:
         log_verbose: int = 0,
         extra_args: list[str] | None = None,
     ) -> None:
-        self.repository = Path(repository).resolve()
-        if not self.repository.is_dir():
+        # a cloud repository (s3://host:port/bucket/path, gs://, as://) is read by Triton itself
+        self.remote = isinstance(repository, str) and re.match(r"^(s3|gs|as)://", repository) is not None
+        self.repository: Any = repository if self.remote else Path(repository).resolve()
+        if not self.remote and not self.repository.is_dir():
             raise ServerError(f"model repository {self.repository} does not exist")
         self.timeout = timeout
         self.http_port = http_port or _free_port()

@@ -8,7 +8,7 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from funnel.errors import ArtifactError, SchemaError
@@ -113,6 +113,10 @@ class QueryFeast(Operator):
     """
 
     type_name = "feast.QueryFeast"
+    #: config keys the serving environment overrides (funnel.storage accepts these absolute paths)
+    config_env_overrides: ClassVar[dict[str, tuple[str, ...]]] = {
+        "repo_path": (REPO_PATH_ENV, f"{REPO_PATH_ENV}__<VIEW>"),
+    }
 
     def __init__(
         self,

@@ -1,0 +1,81 @@
+"""Scale-out commands: ``funnel repo push``, ``funnel deploy kserve``, ``funnel score``.
+
+Hooked into the main ``funnel`` group by :mod:`funnel.cli`. boto3, kserve-style manifests
+and dask are only imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+from funnel.errors import FunnelError
+
+__all__ = ["repo_group", "deploy_group", "register"]
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group("repo")
+def repo_group() -> None:
+    """Model repositories: check one is self-contained, push it to object storage."""
+
+
+@repo_group.command("check")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def repo_check_cmd(directory: str) -> None:
+    """Check DIRECTORY (an export) can be served from object storage: every model directory
+    self-contained, no path in a graph pointing outside the repository."""
+    from funnel.storage import check_repository  # noqa: PLC0415
+
+    try:
+        check = check_repository(directory)
+    except FunnelError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{directory}: {len(check.models)} model(s) {check.models}, {len(check.files)} files, "
+               f"{check.total_bytes / 1e6:.1f} MB — self-contained")
+    for ext in check.overridable:
+        click.echo(f"  note: {ext.describe()}")
+
+
+@repo_group.command("push")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("url")
+@click.option("--overwrite", is_flag=True, help="Replace what is under URL (old objects are deleted first).")
+@click.option("--create-bucket", is_flag=True, help="Create the bucket when it does not exist.")
+def repo_push_cmd(directory: str, url: str, overwrite: bool, create_bucket: bool) -> None:
+    """Upload the model repository DIRECTORY to URL (s3://BUCKET/PATH, or s3://HOST:PORT/BUCKET/PATH
+    for an S3-compatible endpoint — the form tritonserver's --model-repository takes).
+
+    Credentials come only from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_DEFAULT_REGION, or a profile / instance role); a repository containing the secret key
+    is refused. Serve it with: tritonserver --model-repository=URL (same variables set).
+    """
+    from funnel.storage import push_repository  # noqa: PLC0415
+
+    def progress(done: int, total: int, key: str) -> None:
+        if done == total or done % 50 == 0:
+            click.echo(f"  {done}/{total} {key}", err=True)
+
+    try:
+        result = push_repository(directory, url, overwrite=overwrite, create_bucket=create_bucket, progress=progress)
+    except FunnelError as exc:
+        raise _fail(exc) from exc
+    replaced = f", replaced {result.deleted} old object(s)" if result.deleted else ""
+    click.echo(f"uploaded {result.uploaded} files ({result.check.total_bytes / 1e6:.1f} MB) of "
+               f"{len(result.check.models)} model(s) to {url}{replaced}")
+    for ext in result.check.overridable:
+        click.echo(f"  note: {ext.describe()}")
+    click.echo(f"serve it with: tritonserver --model-repository={url}  (AWS_* variables in its environment)")
+
+
+@click.group("deploy")
+def deploy_group() -> None:
+    """Deployment manifests for serving an exported repository on a cluster."""
+
+
+def register(cli: click.Group) -> None:
+    """Add the scale-out commands to ``cli``."""
+    cli.add_command(repo_group)
+    cli.add_command(deploy_group)
