@@ -68,13 +68,14 @@ def load_operator(
     config: dict[str, Any],
     artifact_dir: Path | Callable[[Operator], Path],
     distribution: str | None = None,
+    trust_code: bool | None = None,
 ) -> Operator:
     """Rebuild one operator: registry lookup by type name, ``from_config``, ``load_artifacts``.
 
     ``artifact_dir`` is the directory, or a function of the rebuilt operator giving it. A
     missing plugin raises PluginNotInstalled (``distribution`` is the pip hint recorded at export).
     """
-    op = get_operator(type_name, distribution=distribution).from_config(config)
+    op = get_operator(type_name, distribution=distribution, trust_code=trust_code).from_config(config)
     directory = artifact_dir(op) if callable(artifact_dir) else artifact_dir
     _artifact_step(op.load_artifacts, directory, f"{op.label}: loading artifacts from {directory}")
     return op
@@ -155,12 +156,14 @@ class Ensemble:
             root.rmdir()
 
     @classmethod
-    def load(cls, path: str | Path, freeze_gc: bool = False) -> Ensemble:
+    def load(cls, path: str | Path, freeze_gc: bool = False, trust_code: bool | None = None) -> Ensemble:
         """Rebuild an ensemble written by :meth:`save` (or an exported model's directory).
 
         Operators are found through the registry by type name; a missing plugin raises
         PluginNotInstalled naming the pip distribution. ``freeze_gc`` moves everything
         loaded so far out of the garbage collector's sight (cuts tail latency of servers).
+        ``trust_code=True`` (or ``FUNNEL_TRUST_CODE=1``) lets ``module:Name`` operator types
+        that no plugin registers be imported (docs/reliability.md); by default they are refused.
         """
         path = Path(path)
         graph_file = path / GRAPH_FILE
@@ -172,10 +175,12 @@ class Ensemble:
             raise ExportError(f"{graph_file} is not valid JSON: {exc}") from exc
         if data.get("format") != FORMAT:
             raise ExportError(f"{graph_file}: unsupported format {data.get('format')!r}, expected {FORMAT!r}")
-        return cls.from_dict(data, path / "artifacts", freeze_gc=freeze_gc)
+        return cls.from_dict(data, path / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False) -> Ensemble:
+    def from_dict(
+        cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False, trust_code: bool | None = None
+    ) -> Ensemble:
         """Rebuild from :meth:`to_dict` output and an artifact directory."""
         graph_data = data["graph"]
         hints = data.get("operators", {})
@@ -189,6 +194,7 @@ class Ensemble:
                 entry["op"]["config"],
                 lambda op, index=entry["index"]: artifact_root / artifact_dir_name(index, op),
                 distribution=(hints.get(type_name) or {}).get("distribution"),
+                trust_code=trust_code,
             )
         graph = Graph.from_dict(graph_data, ops)
         ens = cls.__new__(cls)

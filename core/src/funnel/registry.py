@@ -36,7 +36,19 @@ __all__ = [
     "plugins",
     "register_plugin",
     "unregister_plugin",
+    "trust_code_enabled",
+    "TRUST_CODE_ENV",
 ]
+
+#: environment switch equal to ``trust_code=True`` (Ensemble.load, export, the served runtime)
+TRUST_CODE_ENV = "FUNNEL_TRUST_CODE"
+
+
+def trust_code_enabled(trust_code: bool | None = None) -> bool:
+    """``trust_code`` when given, else whether ``FUNNEL_TRUST_CODE`` is ``1``/``true``/``yes``."""
+    if trust_code is not None:
+        return bool(trust_code)
+    return os.environ.get(TRUST_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 ENTRY_POINT_GROUP = "funnel.plugins"
 
@@ -143,21 +155,32 @@ class _Registry:
                 info.operators = []
             for impl in self.pm.hook.register_operators.get_hookimpls():
                 plugin_name = impl.plugin_name
-
-                def register(cls: type[Operator], _plugin: str = plugin_name) -> None:
-                    if not (isinstance(cls, type) and issubclass(cls, Operator)):
-                        raise TypeError(f"plugin {_plugin!r} registered {cls!r}, which is not an Operator subclass")
-                    name = cls.type_name
-                    if name in ops and ops[name] is not cls:
-                        raise ValueError(
-                            f"operator {name!r} registered twice: by {owner[name]!r} and {_plugin!r}"
-                        )
+                staged: list[type[Operator]] = []
+                try:
+                    # a plugin's operators count only when its whole hook succeeds
+                    impl.function(register=staged.append)
+                    mine: dict[str, type[Operator]] = {}
+                    for cls in staged:
+                        if not (isinstance(cls, type) and issubclass(cls, Operator)):
+                            raise TypeError(f"plugin {plugin_name!r} registered {cls!r}, which is not an Operator subclass")
+                        name = cls.type_name
+                        taken = ops.get(name, mine.get(name))
+                        if taken is not None and taken is not cls:
+                            by = owner.get(name, plugin_name)
+                            raise ValueError(f"operator {name!r} registered twice: by {by!r} and {plugin_name!r}")
+                        mine[name] = cls
+                except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the rest
+                    info = self.infos.setdefault(plugin_name, PluginInfo(plugin_name))
+                    where = f" (distribution {info.distribution!r})" if info.distribution else ""
+                    info.error = f"plugin {plugin_name!r}{where} failed in register_operators: {type(exc).__name__}: {exc}"
+                    info.error_traceback = traceback.format_exc()  # type: ignore[attr-defined]
+                    warnings.warn(info.error, RuntimeWarning, stacklevel=4)
+                    continue
+                for name, cls in mine.items():
                     ops[name] = cls
-                    owner[name] = _plugin
-                    if _plugin in self.infos:
-                        self.infos[_plugin].operators.append(name)
-
-                impl.function(register=register)
+                    owner[name] = plugin_name
+                    if plugin_name in self.infos:
+                        self.infos[plugin_name].operators.append(name)
             self.ops, self.op_owner = ops, owner
             self.ops_stale = False
 
@@ -190,13 +213,15 @@ def plugins() -> list[PluginInfo]:
     return list(_REGISTRY.infos.values())
 
 
-def get_operator(type_name: str, distribution: str | None = None) -> type[Operator]:
+def get_operator(type_name: str, distribution: str | None = None, trust_code: bool | None = None) -> type[Operator]:
     """The operator class registered as ``type_name``.
 
     Raises PluginNotInstalled (with the pip distribution to install) for a known plugin's
     operator, or OperatorNotFound listing what is installed. ``module:QualName`` names (user
-    operators that no plugin registers) are imported directly. ``distribution`` is a hint
-    recorded in exports for third-party operators.
+    operators that no plugin registers) resolve without importing anything when the module is
+    already imported or is part of ``funnel`` itself; importing any other module needs
+    ``trust_code=True`` (or ``FUNNEL_TRUST_CODE=1``): a graph file alone never runs code.
+    ``distribution`` is a hint recorded in exports for third-party operators.
     """
     ops = operators()
     if type_name in ops:
@@ -205,6 +230,14 @@ def get_operator(type_name: str, distribution: str | None = None) -> type[Operat
         module_name, _, qualname = type_name.partition(":")
         if module_name == "__main__" and "__main__" not in sys.modules:
             raise OperatorNotFound(f"operator {type_name!r} was defined in a script's __main__ and cannot be imported")
+        own = module_name == "funnel" or module_name.startswith("funnel.")
+        if module_name not in sys.modules and not own and not trust_code_enabled(trust_code):
+            raise OperatorNotFound(
+                f"operator {type_name!r} is not registered by a plugin, and importing module {module_name!r} "
+                "to find it would run code named by the graph file. Refused: pass trust_code=True "
+                f"(Ensemble.load(..., trust_code=True) / export(..., trust_code=True)) or set {TRUST_CODE_ENV}=1 "
+                "if you trust this graph, or register the operator through a funnel plugin"
+            )
         try:
             obj: Any = importlib.import_module(module_name)
             for part in qualname.split("."):
@@ -220,8 +253,14 @@ def get_operator(type_name: str, distribution: str | None = None) -> type[Operat
         raise OperatorNotFound(f"{type_name!r} is not an Operator subclass")
     namespace = type_name.split(".", 1)[0]
     dist = distribution or KNOWN_DISTRIBUTIONS.get(namespace)
+    broken = [i for i in _REGISTRY.infos.values() if i.error and (i.name == namespace or (dist and i.distribution == dist))]
+    if dist is None and broken:
+        raise OperatorNotFound(
+            f"operator {type_name!r} is not available: {broken[0].error}. Fix or reinstall that plugin "
+            f"(or leave it out with FUNNEL_LOAD_PLUGINS)"
+        )
     if dist is not None:
-        failed = [i for i in _REGISTRY.infos.values() if i.error and i.distribution == dist]
+        failed = broken
         cause = f" (it is installed but failed to load: {failed[0].error})" if failed else ""
         raise PluginNotInstalled(
             f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is not "

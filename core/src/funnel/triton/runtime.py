@@ -9,6 +9,7 @@ This module imports ``triton_python_backend_utils`` only inside the server.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import sys
@@ -18,13 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from funnel.errors import FunnelError, RequestError
+from funnel.errors import FunnelError, OperatorError, RequestError, SchemaError
 from funnel.executor import apply_operator, validate_request
 from funnel.schema import Schema
 from funnel.table import Table, array_module
 from funnel.triton.wire import VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
 
-__all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2"]
+__all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2", "client_fault", "DEFAULT_MAX_REQUEST_ROWS"]
+
+#: rows one request may hold unless the export sets ``max_request_rows`` (docs/reliability.md)
+DEFAULT_MAX_REQUEST_ROWS = 4096
+#: a run over at least this many rows hands freed heap memory back to the OS afterwards
+_TRIM_ROWS = 1024
 
 NUMPY2 = int(np.__version__.split(".", 1)[0]) >= 2
 
@@ -126,6 +132,24 @@ def _write(name: str, array: Any) -> Any:
     return pb_utils.Tensor.from_dlpack(name, array)
 
 
+def client_fault(exc: BaseException) -> bool:
+    """True when ``exc`` is the client's mistake (a malformed request, a value the graph
+    refuses): answered as INVALID_ARG (HTTP 400 / gRPC INVALID_ARGUMENT); else a server fault (500)."""
+    if isinstance(exc, (RequestError, SchemaError)):
+        return True
+    return isinstance(exc, OperatorError) and isinstance(exc.__cause__, (RequestError, SchemaError))
+
+
+def _trim_memory() -> None:
+    """Return freed heap pages to the OS (glibc's malloc_trim): large requests otherwise leave
+    the stub's resident memory at its peak for good."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        pass
+
+
 class _FunnelModel:
     """Shared request handling: decode, validate, concatenate, run once, split, respond."""
 
@@ -134,6 +158,9 @@ class _FunnelModel:
     #: False when an operator changes the row count (Operator.changes_rows): each request of
     #: a dynamic batch then runs alone, so request boundaries survive.
     mergeable: bool = True
+    trust_code: bool = False
+    max_rows: int = DEFAULT_MAX_REQUEST_ROWS
+    model_name: str = "funnel"
 
     def _load(self, version_dir: Path) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -147,6 +174,16 @@ class _FunnelModel:
         self.model_config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
         self.device = params.get("FUNNEL_DEVICE", "cpu")
+        self.model_name = str(args.get("model_name", "funnel"))
+        raw_limit = params.get("FUNNEL_MAX_REQUEST_ROWS", "") or str(DEFAULT_MAX_REQUEST_ROWS)
+        try:
+            self.max_rows = int(raw_limit)
+        except ValueError:
+            raise RuntimeError(
+                f"funnel: model {self.model_name!r}: parameter FUNNEL_MAX_REQUEST_ROWS must be an integer, got {raw_limit!r}"
+            ) from None
+        #: the export's trust_code switch, or FUNNEL_TRUST_CODE in the server's environment
+        self.trust_code = params.get("FUNNEL_TRUST_CODE", "").lower() in ("1", "true", "yes")
         _drop_capsule_reports()
         if NUMPY2:
             self_check(pb_utils.Tensor.from_dlpack, np.from_dlpack)
@@ -177,13 +214,35 @@ class _FunnelModel:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is not None:
                 tensors[name] = _read(tensor)
+        self._check_rows(tensors)
         table = decode_table(tensors, self.input_schema)
         if table.num_rows == 0:
             raise RequestError("request has 0 rows; send at least one row")
+        if self.max_rows and table.num_rows > self.max_rows:
+            raise RequestError(self._too_many(table.num_rows))
         table = validate_request(table, self.input_schema)
         if self.device == "gpu":
             table = table.to_cupy()
         return table
+
+    def _too_many(self, rows: int) -> str:
+        return (
+            f"request has {rows} rows; model {self.model_name!r} accepts at most {self.max_rows} rows per "
+            "request (export parameter max_request_rows). Split the request"
+        )
+
+    def _check_rows(self, tensors: dict[str, Any]) -> None:
+        """Refuse an oversized request from a scalar column's size alone, before decoding:
+        a scalar column holds one value per row whatever its wire shape ([B], [B, 1], [1, B])."""
+        if not self.max_rows:
+            return
+        for column in self.input_schema:
+            arr = tensors.get(column.name)
+            if arr is None or column.is_list or tuple(column.dims or ()):
+                continue
+            if int(arr.size) > self.max_rows:
+                raise RequestError(f"{self._too_many(int(arr.size))} (column {column.name!r}, shape {list(arr.shape)})")
+            return
 
     def _respond(self, table: Table) -> Any:
         pb_utils = _pb()
@@ -197,9 +256,43 @@ class _FunnelModel:
 
     @staticmethod
     def _error(exc: BaseException) -> Any:
+        """An error response: INVALID_ARG (400) for the client's mistakes, INTERNAL (500) otherwise."""
         pb_utils = _pb()
         msg = str(exc) if isinstance(exc, FunnelError) else f"{type(exc).__name__}: {exc}"
-        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg))
+        code = pb_utils.TritonError.INVALID_ARG if client_fault(exc) else pb_utils.TritonError.INTERNAL
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg, code))
+
+    def _log_warn(self, message: str) -> None:
+        try:
+            _pb().Logger.log_warn(message)
+        except Exception:  # noqa: BLE001 - logging must never fail a request
+            print(message, file=sys.stderr, flush=True)
+
+    def _run_group(self, items: list[tuple[int, Table]], responses: list[Any]) -> None:
+        """Run requests merged; answer each exactly once. A failing merged run is logged and
+        halved until the failing request is alone, so the good requests of a batch are
+        answered by a run that succeeded and the failing one gets its own error."""
+        try:
+            if len(items) == 1:
+                outs = [self._run(items[0][1])]
+            else:
+                merged = self._run(Table.concat([t for _, t in items]))
+                outs = merged.split([t.num_rows for _, t in items])
+            answered = [self._respond(part) for part in outs]
+        except Exception as exc:  # noqa: BLE001 - becomes the failing request's error response
+            if len(items) == 1:
+                responses[items[0][0]] = self._error(exc)
+                return
+            self._log_warn(
+                f"funnel: model {self.model_name!r}: a merged batch of {len(items)} requests failed "
+                f"({type(exc).__name__}: {exc}); splitting it to isolate the failing request"
+            )
+            half = len(items) // 2
+            self._run_group(items[:half], responses)
+            self._run_group(items[half:], responses)
+            return
+        for (i, _), response in zip(items, answered):
+            responses[i] = response
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Triton hook: one response per request; bad requests get their own error."""
@@ -210,20 +303,13 @@ class _FunnelModel:
                 ok.append((i, self._decode(request)))
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
                 responses[i] = self._error(exc)
-        if len(ok) > 1 and self.mergeable:
-            try:
-                merged = self._run(Table.concat([t for _, t in ok]))
-                parts = merged.split([t.num_rows for _, t in ok])
-                for (i, _), part in zip(ok, parts):
-                    responses[i] = self._respond(part)
-                ok = []
-            except Exception:  # noqa: BLE001 - fall back to one run per request to isolate the bad one
-                pass
-        for i, table in ok:
-            try:
-                responses[i] = self._respond(self._run(table))
-            except Exception as exc:  # noqa: BLE001
-                responses[i] = self._error(exc)
+        if ok and self.mergeable:
+            self._run_group(ok, responses)
+        else:  # an operator changes row counts: every request runs alone
+            for item in ok:
+                self._run_group([item], responses)
+        if sum(t.num_rows for _, t in ok) >= _TRIM_ROWS:
+            _trim_memory()
         return responses
 
     def finalize(self) -> None:
@@ -236,7 +322,7 @@ class ExecutorModel(_FunnelModel):
     def _load(self, version_dir: Path) -> None:
         from funnel.ensemble import Ensemble  # noqa: PLC0415
 
-        self.ensemble = Ensemble.load(version_dir)
+        self.ensemble = Ensemble.load(version_dir, trust_code=self.trust_code or None)
         self.input_schema = self.ensemble.input_schema
         self.output_schema = self.ensemble.output_schema
         self.mergeable = not any(getattr(b.node.op, "changes_rows", False) for b in self.ensemble.graph.nodes)
@@ -255,7 +341,9 @@ class OperatorModel(_FunnelModel):
         doc = json.loads((version_dir / OP_FILE).read_text())
         type_name = doc["op"]["type"]
         hint = (doc.get("operators", {}).get(type_name) or {}).get("distribution")
-        self.op = load_operator(type_name, doc["op"]["config"], version_dir / "artifacts", distribution=hint)
+        self.op = load_operator(
+            type_name, doc["op"]["config"], version_dir / "artifacts", distribution=hint, trust_code=self.trust_code or None
+        )
         self.input_schema = Schema.from_dict(doc["input_schema"])
         self.output_schema = Schema.from_dict(doc["output_schema"])
         self.lifted = bool(doc["lifted"])

@@ -24,7 +24,34 @@ from typing import Any
 
 from funnel.errors import ServerError
 
-__all__ = ["TritonServer", "find_tritonserver", "INSTALL_HINT"]
+__all__ = ["TritonServer", "find_tritonserver", "INSTALL_HINT", "RESTRICTED_APIS", "ADMIN_HEADER", "ENV_ALLOW"]
+
+#: Triton APIs closed to clients without the admin key (``restrict_api=True``, the default)
+RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
+#: the header (HTTP) / metadata key (gRPC) carrying the admin key
+ADMIN_HEADER = "funnel-admin-key"
+#: environment variables passed to the server and its Python stubs (besides ``env=`` and
+#: ``pass_env=``): what the runtime, Feast/S3 clients and native libraries read.
+ENV_ALLOW = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GOOGLE_APPLICATION_CREDENTIALS",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+)
+#: prefixes of allowed variable names
+ENV_ALLOW_PREFIXES = (
+    "FUNNEL_", "FEAST_", "AWS_", "AZURE_STORAGE_", "LC_", "TF_", "TORCH_", "CUDA_", "MKL_", "OPENBLAS_", "KMP_",
+    "TRITON_",
+)
+
+
+def allowed_environment(source: dict[str, str] | None = None, pass_env: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The part of ``source`` (default: os.environ) a served model may see: :data:`ENV_ALLOW`,
+    :data:`ENV_ALLOW_PREFIXES` and the names in ``pass_env``; every other variable (tokens,
+    passwords, the caller's whole shell) stays out of the server and its stubs."""
+    source = dict(os.environ if source is None else source)
+    keep = set(ENV_ALLOW) | set(pass_env)
+    return {k: v for k, v in source.items() if k in keep or k.startswith(ENV_ALLOW_PREFIXES)}
 
 INSTALL_HINT = (
     'pip install "funnel[triton]" && pip install --no-deps "nvidia-pytriton==0.7.0"  '
@@ -102,10 +129,13 @@ def _backend_dir(binary: Path, workdir: Path) -> Path | None:
     return workdir / "backends"
 
 
-def server_environment(binary: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the server: wheel libraries and this interpreter's libpython first,
-    this environment's ``bin/`` first on PATH (the stub finds its Python through PATH)."""
-    env = dict(os.environ)
+def server_environment(
+    binary: Path, extra: dict[str, str] | None = None, pass_env: list[str] | tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Environment for the server: the allowed part of os.environ (:func:`allowed_environment`),
+    wheel libraries and this interpreter's libpython first, this environment's ``bin/`` first
+    on PATH (the stub finds its Python through PATH), then ``extra``."""
+    env = allowed_environment(None, pass_env)
     libs: list[str] = []
     libdir = sysconfig.get_config_var("LIBDIR")
     if libdir:
@@ -119,6 +149,30 @@ def server_environment(binary: Path, extra: dict[str, str] | None = None) -> dic
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra or {})
     return env
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` (R, S, Z...), or None when it no longer exists."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[0]
 
 
 class TritonServer:
@@ -141,6 +195,12 @@ class TritonServer:
         env: dict[str, str] | None = None,
         log_verbose: int = 0,
         extra_args: list[str] | None = None,
+        host: str = "127.0.0.1",
+        restrict_api: bool = True,
+        admin_key: str | None = None,
+        pass_env: list[str] | tuple[str, ...] = (),
+        watchdog: bool = True,
+        probe_interval: float = 1.0,
     ) -> None:
         # a cloud repository (s3://host:port/bucket/path, gs://, as://) is read by Triton itself
         self.remote = isinstance(repository, str) and re.match(r"^(s3|gs|as)://", repository) is not None
@@ -154,6 +214,21 @@ class TritonServer:
         self.env = env or {}
         self.log_verbose = log_verbose
         self.extra_args = list(extra_args or [])
+        self.host = host
+        self.restrict_api = bool(restrict_api)
+        import secrets  # noqa: PLC0415
+
+        self.admin_key = admin_key or secrets.token_urlsafe(24)
+        self.pass_env = tuple(pass_env)
+        self.watchdog = bool(watchdog)
+        self.probe_interval = float(probe_interval)
+        #: how many times the watchdog restarted the server, and why (newest last)
+        self.restarts: list[str] = []
+        self.watchdog_error: str | None = None
+        self._stubs: dict[int, str] = {}
+        self._lifecycle = threading.RLock()
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._log_path: Path | None = None
@@ -163,14 +238,23 @@ class TritonServer:
 
     # -- addresses ------------------------------------------------------------------------
     @property
+    def _connect_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "127.0.0.1") else self.host  # noqa: S104
+
+    @property
     def http_url(self) -> str:
-        """``127.0.0.1:<port>`` of the HTTP endpoint (tritonclient's url form)."""
-        return f"127.0.0.1:{self.http_port}"
+        """``<host>:<port>`` of the HTTP endpoint (tritonclient's url form; 127.0.0.1 by default)."""
+        return f"{self._connect_host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        """``127.0.0.1:<port>`` of the gRPC endpoint."""
-        return f"127.0.0.1:{self.grpc_port}"
+        """``<host>:<port>`` of the gRPC endpoint."""
+        return f"{self._connect_host}:{self.grpc_port}"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The header that opens the restricted APIs (shared memory, repository, logging, trace)."""
+        return {ADMIN_HEADER: self.admin_key}
 
     @property
     def log(self) -> str:
@@ -181,18 +265,29 @@ class TritonServer:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> TritonServer:
-        """Start the server and wait until it and its models are ready."""
-        if self._proc is not None:
-            return self
+        """Start the server and wait until it and its models are ready; then (``watchdog=True``)
+        watch it: a dead or zombie Python stub, or a dead server, restarts the server on the
+        same ports (docs/reliability.md states the bound)."""
+        with self._lifecycle:
+            if self._proc is not None:
+                return self
+            self._launch()
+        if self.watchdog and (self._watch_thread is None or not self._watch_thread.is_alive()):
+            self._watch_stop.clear()
+            self._watch_thread = threading.Thread(target=self._watch, name="funnel-triton-watchdog", daemon=True)
+            self._watch_thread.start()
+        return self
+
+    def _launch(self) -> None:
         self._workdir = tempfile.TemporaryDirectory(prefix="funnel-triton-")
         work = Path(self._workdir.name)
         backends = _backend_dir(self.binary, work)
         args = [
             str(self.binary),
             f"--model-repository={self.repository}",
-            "--http-address=127.0.0.1",
+            f"--http-address={self.host}",
             f"--http-port={self.http_port}",
-            "--grpc-address=127.0.0.1",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
             "--allow-metrics=false",
             "--allow-gpu-metrics=false",
@@ -203,12 +298,18 @@ class TritonServer:
         ]
         if backends is not None:
             args.append(f"--backend-directory={backends}")
+        if self.restrict_api:
+            apis = ",".join(RESTRICTED_APIS)
+            args += [
+                f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
+                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}",
+            ]
         args += self.extra_args
         self._log_path = work / "tritonserver.log"
         log = self._log_path.open("wb")
         try:
             self._proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=server_environment(self.binary, self.env),
+                args, stdout=log, stderr=subprocess.STDOUT, env=server_environment(self.binary, self.env, self.pass_env),
                 start_new_session=True,
             )
         except OSError as exc:
@@ -218,9 +319,9 @@ class TritonServer:
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self._terminate()
             raise
-        return self
+        self._stubs = self._stub_processes()
 
     def _wait_ready(self) -> None:
         import urllib.error  # noqa: PLC0415
@@ -256,8 +357,88 @@ class TritonServer:
         lines = [ln for ln in text.splitlines() if not ln.startswith(("|", "+"))]
         return "\n".join(lines[-30:])
 
+    # -- watchdog -------------------------------------------------------------------------
+    def _stub_processes(self) -> dict[int, str]:
+        """PID → shared-memory region of each Python backend stub the server started."""
+        out: dict[int, str] = {}
+        proc = self._proc
+        if proc is None:
+            return out
+        for pid in _children(proc.pid):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"triton_python_backend_stub"):
+                region = next((a.decode(errors="replace") for a in argv if a.lstrip(b"/").startswith(b"triton_python_backend_shm")), "")
+                out[pid] = region
+        return out
+
+    def unhealthy(self) -> str | None:
+        """Why the server cannot serve right now (server exited, a stub dead or a zombie), else None."""
+        proc = self._proc
+        if proc is None:
+            return "the server is not running"
+        if proc.poll() is not None:
+            return f"tritonserver exited with code {proc.returncode}"
+        for pid in self._stubs:
+            state = _proc_state(pid)
+            if state is None or state in ("Z", "X"):
+                return f"Python backend stub (pid {pid}) is {'gone' if state is None else 'a zombie'}"
+        return None
+
+    @property
+    def healthy(self) -> bool:
+        """True while the server and every Python stub it started are alive."""
+        return self.unhealthy() is None
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(self.probe_interval):
+            with self._lifecycle:
+                if self._watch_stop.is_set() or self._proc is None:
+                    return
+                why = self.unhealthy()
+                if why is None:
+                    continue
+                self.restarts.append(why)
+                sys.stderr.write(f"funnel: {why}; restarting tritonserver on the same ports\n")
+                self._terminate(grace=5.0)
+                try:
+                    self._launch()
+                except ServerError as exc:
+                    self.watchdog_error = f"restart after '{why}' failed: {exc}"
+                    sys.stderr.write(f"funnel: {self.watchdog_error}\n")
+                    return
+
+    def wait_healthy(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until the server is up and healthy (e.g. after a restart)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lifecycle:
+                if self._proc is not None and self.healthy and self._ready_now():
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def _ready_now(self) -> bool:
+        import urllib.request  # noqa: PLC0415
+
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=1) as resp:  # noqa: S310
+                return resp.status == 200
+        except OSError:
+            return False
+
     def stop(self) -> None:
-        """Stop the server (SIGINT, then SIGKILL after 15 s) and remove its temporary files."""
+        """Stop the watchdog and the server (SIGINT, then SIGKILL after 15 s); remove its files."""
+        self._watch_stop.set()
+        thread, self._watch_thread = self._watch_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=60)
+        with self._lifecycle:
+            self._terminate()
+
+    def _terminate(self, grace: float = 15.0) -> None:
         for client in self._clients.values():
             try:
                 client.close()
@@ -269,13 +450,26 @@ class TritonServer:
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGINT)
-                proc.wait(timeout=15)
+                proc.wait(timeout=grace)
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 proc.wait()
+        if proc is not None:
+            try:  # a stub killed with the server leaves its process group; reap what is left
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for region in self._stubs.values():  # shared memory of stubs that died without cleaning up
+            shm = Path("/dev/shm") / region.lstrip("/")
+            if region and shm.is_file():
+                try:
+                    shm.unlink()
+                except OSError:
+                    pass
+        self._stubs = {}
         if self._workdir is not None:
             self._final_log = self.log
             self._workdir.cleanup()
