@@ -29,6 +29,7 @@ import cProfile
 import datetime as dt
 import gc
 import io
+import itertools
 import json
 import os
 import platform
@@ -111,7 +112,9 @@ def run_sequential(fn: Callable[[Any], Any], requests: Sequence[Any], warmup: in
     return lat, time.perf_counter() - t0
 
 
-def run_interleaved(fns: dict[str, Callable[[Any], Any]], requests: Sequence[Any], warmup: int) -> dict[str, list[float]]:
+def run_interleaved(
+    fns: dict[str, Callable[[Any], Any]], requests: Sequence[Any], warmup: int, after_warmup: Callable[[], Any] | None = None
+) -> dict[str, list[float]]:
     """Each request through every function in turn (order alternating per request).
 
     Both paths see the same background load at the same moment, which matters on a shared
@@ -121,6 +124,8 @@ def run_interleaved(fns: dict[str, Callable[[Any], Any]], requests: Sequence[Any
     for req in requests[:warmup]:
         for n in names:
             fns[n](req)
+    if after_warmup is not None:
+        after_warmup()
     lat: dict[str, list[float]] = {n: [] for n in names}
     for i, req in enumerate(requests[warmup:]):
         for n in names if i % 2 == 0 else names[::-1]:
@@ -241,18 +246,29 @@ class Floor:
         users = {"user_id": user_ids}
         for f in self.user_feats:
             users[f] = np.array([0 if v is None else v for v in resp[f]], dtype=np.int64)
-        seen = [np.asarray(v if v is not None else (), dtype=np.int64) for v in resp["seen_item_ids"]]
+        seen_rows = [() if v is None else v for v in resp["seen_item_ids"]]
+        seen_len = np.fromiter((len(r) for r in seen_rows), dtype=np.int64, count=b)
+        seen = np.fromiter(itertools.chain.from_iterable(seen_rows), dtype=np.int64, count=int(seen_len.sum()))
         t = self._mark("user lookup", t)
         q = self.query_fn(**{k: self._feed(users[k], s) for k, s in self.query_inputs.items()})
         q = next(iter(q.values())).numpy().astype(np.float32, copy=False)
         t = self._mark("query tower", t)
         _, cand = self.index.search(np.ascontiguousarray(q), self.k)
         t = self._mark("faiss", t)
-        rows = [c[(c >= 0) & ~np.isin(c, s)] for c, s in zip(cand, seen, strict=True)]
-        lengths = np.array([r.size for r in rows], dtype=np.int64)
-        flat = np.concatenate(rows)
+        # the fastest known way: one boolean lookup table (request row × item id) for the
+        # whole batch, the same trick funnel's FilterCandidates uses, no per-row loop
+        span = max(int(cand.max(initial=0)), int(seen.max(initial=0))) + 1
+        table = np.ones((b, span), dtype=bool)
+        table[np.repeat(np.arange(b), seen_len), seen] = False
+        valid = cand >= 0
+        keep = valid & table[np.arange(b)[:, None], np.where(valid, cand, 0)]
+        flat = cand[keep]
+        lengths = np.count_nonzero(keep, axis=1).astype(np.int64)
         t = self._mark("filter seen", t)
-        unique, inverse = np.unique(flat, return_inverse=True)
+        if b == 1:  # one user's candidates are distinct: nothing to deduplicate or scatter
+            unique, inverse = flat, slice(None)
+        else:
+            unique, inverse = np.unique(flat, return_inverse=True)
         resp = self.store.get_online_features(features=self.item_refs, entity_rows={"item_id": unique.tolist()}).to_dict()
         items = {
             "item_id": flat,
@@ -467,11 +483,150 @@ def profile_served(ens: Any, reqs: dict[int, list[np.ndarray]], users: int = 1, 
     )
 
 
+TIMING_SHIM = '''"""benchmarks/multistage.py: the exported executor model, with execute() timed.
+
+Identical to the exported model except for two perf_counter() calls around execute() and
+around the graph run, and one 96-byte pwrite of the running totals per execute() call.
+"""
+
+import os
+import time
+
+from funnel.triton.runtime import ExecutorModel
+
+
+class TritonPythonModel(ExecutorModel):
+    def initialize(self, args):
+        super().initialize(args)
+        path = os.environ["FUNNEL_BENCH_TIMES"] + "." + args["model_instance_name"].replace("/", "_")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        self._calls = self._requests = 0
+        self._execute_s = self._run_s = 0.0
+        run = self._run
+
+        def timed_run(table):
+            t = time.perf_counter()
+            try:
+                return run(table)
+            finally:
+                self._run_s += time.perf_counter() - t
+
+        self._run = timed_run
+
+    def execute(self, requests):
+        t = time.perf_counter()
+        try:
+            return super().execute(requests)
+        finally:
+            self._execute_s += time.perf_counter() - t
+            self._calls += 1
+            self._requests += len(requests)
+            line = f"{self._calls} {self._requests} {self._execute_s:.9f} {self._run_s:.9f}"
+            os.pwrite(self._fd, line.ljust(95).encode() + b"\\n", 0)
+'''
+
+
+def _read_shim_totals(stem: str) -> dict[str, float]:
+    """Sum of the timing shim's running totals over every model instance."""
+    tot = {"calls": 0.0, "requests": 0.0, "execute_s": 0.0, "run_s": 0.0}
+    for path in Path(stem).parent.glob(Path(stem).name + ".*"):
+        parts = path.read_text().split()
+        if len(parts) == 4:
+            for k, v in zip(tot, parts, strict=True):
+                tot[k] += float(v)
+    return tot
+
+
+def _triton_totals(url: str, model: str) -> dict[str, float]:
+    """Cumulative server-side statistics of ``model`` (Triton's statistics extension), in seconds."""
+    import tritonclient.http as http  # noqa: PLC0415
+
+    client = http.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(model_name=model)
+    finally:
+        client.close()
+    out = {"requests": 0.0, "executions": 0.0}
+    for m in stats.get("model_stats", []):
+        inf = m.get("inference_stats", {})
+        out["requests"] += float(inf.get("success", {}).get("count", 0))
+        out["executions"] += float(m.get("execution_count", 0))
+        for part in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+            out[part + "_s"] = out.get(part + "_s", 0.0) + float(inf.get(part, {}).get("ns", 0)) / 1e9
+    return out
+
+
+def server_breakdown(before: dict[str, float], after: dict[str, float], shim0: dict[str, float] | None,
+                     shim1: dict[str, float] | None, client_mean_ms: float, local_mean_ms: float) -> dict[str, float]:
+    """Mean ms per request of each part of a served request, from cumulative totals taken
+    before and after a cell (Triton statistics: means only, no percentiles)."""
+    n = after["requests"] - before["requests"]
+    if n <= 0:
+        return {}
+    per = {k: 1e3 * (after[k] - before.get(k, 0.0)) / n for k in after if k.endswith("_s")}
+    out = {
+        "client_round_trip_mean_ms": client_mean_ms,
+        "server_request_mean_ms": per["success_s"],  # Triton: request received → response sent
+        "queue_mean_ms": per["queue_s"],
+        "compute_input_mean_ms": per["compute_input_s"],
+        "compute_infer_mean_ms": per["compute_infer_s"],
+        "compute_output_mean_ms": per["compute_output_s"],
+        "executions_per_request": (after["executions"] - before["executions"]) / n,
+        "in_process_mean_ms": local_mean_ms,
+    }
+    if shim0 is not None and shim1 is not None and shim1["requests"] > shim0["requests"]:
+        calls = shim1["requests"] - shim0["requests"]
+        out["execute_mean_ms"] = 1e3 * (shim1["execute_s"] - shim0["execute_s"]) / calls
+        out["graph_run_mean_ms"] = 1e3 * (shim1["run_s"] - shim0["run_s"]) / calls
+        # what each layer adds (means): client + HTTP/gRPC + frontend, the Python backend's
+        # IPC to the stub process, funnel's decode/validate/encode around the graph run
+        out["protocol_and_client_ms"] = client_mean_ms - out["server_request_mean_ms"]
+        out["python_backend_ipc_ms"] = out["compute_infer_mean_ms"] - out["execute_mean_ms"]
+        out["funnel_execute_overhead_ms"] = out["execute_mean_ms"] - out["graph_run_mean_ms"]
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def merge_repeats(cells: list[Cell]) -> Cell:
+    """One cell from the repeats of one configuration: median of the per-repeat statistics,
+    the spread of the per-repeat p50s kept in ``extra``."""
+    if len(cells) == 1:
+        c = cells[0]
+        c.extra.setdefault("repeats", 1)
+        c.extra.setdefault("p50_per_repeat_ms", [round(c.p50_ms, 4)])
+        return c
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    first = cells[0]
+    extra: dict[str, Any] = {"repeats": len(cells), "p50_per_repeat_ms": [round(c.p50_ms, 4) for c in cells]}
+    for k in first.extra:
+        vals = [c.extra[k] for c in cells if k in c.extra]
+        if all(isinstance(v, (int, float)) for v in vals):
+            extra[k] = round(med(vals), 4)
+        elif all(isinstance(v, dict) for v in vals):
+            keys = {kk for v in vals for kk in v}
+            extra[k] = {kk: round(med([v[kk] for v in vals if kk in v]), 4) for kk in sorted(keys)}
+        else:
+            extra[k] = vals[-1]
+    return Cell(
+        variant=first.variant, protocol=first.protocol, users_per_request=first.users_per_request,
+        concurrency=first.concurrency, requests=sum(c.requests for c in cells),
+        p50_ms=med([c.p50_ms for c in cells]), p95_ms=med([c.p95_ms for c in cells]),
+        p99_ms=med([c.p99_ms for c in cells]), mean_ms=med([c.mean_ms for c in cells]),
+        users_per_s=med([c.users_per_s for c in cells]), extra=extra,
+    )
+
+
+SMOKE = {"num_users": 80, "num_items": 200, "epochs": 1}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=os.environ.get("FUNNEL_BENCH_WORKDIR", str(Path(tempfile.gettempdir()) / "funnel-multistage")))
-    parser.add_argument("--quick", action="store_true", help="fewer requests per cell (~3 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer requests per cell (~3 min); results say so")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"seconds-long check that every path runs: a tiny data set ({SMOKE}), a few requests, "
+                             "executor over HTTP only; results go to --out or a temporary directory, never benchmarks/results")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")
+    parser.add_argument("--repeats", type=int, default=3, help="measure every cell this many times (median of medians, spread)")
     parser.add_argument("--skip-triton", action="store_true", help="floor and in-process only")
     parser.add_argument("--variants", default="executor,executor-nobatch,ensemble",
                         help="Triton variants to run (also: executor-gpu, on a machine with a GPU and cupy)")
@@ -481,6 +636,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--item-cache", type=int, default=0, help="QueryFeast item cache size of the main funnel graph (0 = off, like the floor)")
     parser.add_argument("--cache-size", type=int, default=4096, help="item cache size of the in-process+item-cache variant")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be ≥ 1")
+    smoke_tmp = None
+    if args.smoke:
+        smoke_tmp = tempfile.TemporaryDirectory(prefix="funnel-bench-smoke-")
+        if "--workdir" not in (argv if argv is not None else sys.argv[1:]) and "FUNNEL_BENCH_WORKDIR" not in os.environ:
+            args.workdir = str(Path(smoke_tmp.name) / "work")
+        args.out = args.out or str(Path(smoke_tmp.name) / "smoke")
+        args.repeats = 1
+        args.variants = "executor"
+        args.cache_size = 64
 
     load_before = _load_avg()
     started = time.time()
@@ -489,22 +655,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from examples.multistage.pipeline import build_ensemble  # noqa: PLC0415
     from examples.multistage.prepare import prepare  # noqa: PLC0415
 
-    art = prepare(args.workdir, log=lambda m: print(m, flush=True))
+    art = prepare(args.workdir, log=lambda m: print(m, flush=True), **(SMOKE if args.smoke else {}))
     import pandas as pd  # noqa: PLC0415
 
-    pool = pd.read_parquet(art.feature_repo / "data" / "users.parquet").user_id.to_numpy().astype(np.int64)
+    from examples.multistage.features import USER_VIEW  # noqa: PLC0415
+
+    # build_feature_repo writes one parquet source per feature view, named after the view
+    users_file = art.feature_repo / "data" / f"{USER_VIEW}.parquet"
+    if not users_file.is_file():
+        raise SystemExit(f"multistage benchmark: {users_file} not found; the work directory {args.workdir} "
+                         "is incomplete: pass a new --workdir (or delete this one) to rebuild it")
+    pool = pd.read_parquet(users_file, columns=["user_id"]).user_id.to_numpy().astype(np.int64)
     ens = build_ensemble(art, item_cache_size=args.item_cache)
     feast_ops = [b.node.op for b in ens.graph.op_nodes if type(b.node.op).__name__ == "QueryFeast"]
     floor = Floor(art, store=feast_ops[0].store if feast_ops else None)
     cached = build_ensemble(art, item_cache_size=args.cache_size)
-    reqs = {u: _requests(pool, u, _count(u, args.quick, args.scale), seed=u) for u in USER_COUNTS}
+    counts = {u: (4 if u == 1 else 3) if args.smoke else _count(u, args.quick, args.scale) for u in USER_COUNTS}
+    reqs = {u: _requests(pool, u, counts[u], seed=u) for u in USER_COUNTS}
     inproc = lambda r: ens.transform(Table({"user_id": r}))  # noqa: E731
     inproc_cached = lambda r: cached.transform(Table({"user_id": r}))  # noqa: E731
-    for u in USER_COUNTS:  # first calls trace TF functions, open sqlite, fill caches
+    for u in USER_COUNTS:  # first calls trace TF functions, open sqlite
         floor(reqs[u][0])
         inproc(reqs[u][0])
-    for r in reqs[64]:  # every item the runs will ask for is in the item cache
-        inproc_cached(r)
+        inproc_cached(reqs[u][0])  # a cold cache: it fills from the requests themselves
     gc.collect()
     gc.freeze()
 
@@ -520,18 +693,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def record(cell: Cell) -> None:
         cells.append(cell)
+        spread = cell.extra.get("p50_per_repeat_ms", [])
         print(
             f"  {cell.key:38s} p50 {cell.p50_ms:8.2f}  p95 {cell.p95_ms:8.2f}  p99 {cell.p99_ms:8.2f} ms  "
-            f"{cell.users_per_s:9.1f} users/s  (n={cell.requests})",
+            f"{cell.users_per_s:9.1f} users/s  (n={cell.requests}"
+            + (f", p50 per repeat {spread}" if len(spread) > 1 else "") + ")",
             flush=True,
         )
 
-    print("[bench] floor and in-process, sequential, interleaved request by request", flush=True)
+    print(f"[bench] floor and in-process, sequential, interleaved request by request, {args.repeats} repeat(s)", flush=True)
+    cache_stats: dict[str, Any] = {}
+    item_cache = next((b.node.op._cache for b in cached.graph.op_nodes if getattr(b.node.op, "_cache", None) is not None), None)
     for u in USER_COUNTS:
         fns = {"floor": floor, "in-process": inproc, "in-process+item-cache": inproc_cached}
-        lats = run_interleaved(fns, reqs[u], max(3, len(reqs[u]) // 10))
-        for name, lat in lats.items():
-            record(_cell(name, "-", u, 1, lat, sum(lat)))
+        runs: dict[str, list[Cell]] = {n: [] for n in fns}
+        h0, m0 = (item_cache.hits, item_cache.misses) if item_cache is not None else (0, 0)
+        for _ in range(args.repeats):
+            lats = run_interleaved(fns, reqs[u], max(1 if args.smoke else 3, len(reqs[u]) // 10))
+            for name, lat in lats.items():
+                runs[name].append(_cell(name, "-", u, 1, lat, sum(lat)))
+        for name, rs in runs.items():
+            cell = merge_repeats(rs)
+            if name == "in-process+item-cache" and item_cache is not None:
+                hits, misses = item_cache.hits - h0, item_cache.misses - m0
+                cell.extra["item_cache_hit_rate"] = round(hits / max(hits + misses, 1), 4)
+                cell.extra["item_cache_size"] = item_cache.max_size
+                cache_stats[f"u{u}"] = {"hits": hits, "misses": misses, "size": item_cache.max_size}
+            record(cell)
     # per-step breakdown of the floor
     steps: dict[str, dict[str, float]] = {}
     for u in (1, 64):
@@ -559,8 +747,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_avg_after": load_after,
         "duration_s": round(time.time() - started, 1),
         "quick": args.quick,
+        "smoke": args.smoke,
+        "repeats": args.repeats,
+        "data": {"num_users": art.num_users, "num_items": art.num_items, "epochs": art.epochs},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "item_cache": args.item_cache,
+        "item_cache_stats": cache_stats,
         "floor_steps_p50_ms": steps,
         "versions": _versions(),
         **triton_meta,
@@ -568,11 +760,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = Path(args.out) if args.out else RESULTS / f"{dt.date.today().isoformat()}-{socket.gethostname()}"
     write_results(stem, cells, meta)
     print(f"[bench] wrote {stem}.md / .json / .png", flush=True)
+    if smoke_tmp is not None:
+        smoke_tmp.cleanup()
     return 0
 
 
-def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dict[str, Any], record: Callable[[Cell], None]) -> list[Cell]:
-    """Export each Triton variant, serve it, and measure; returns the cells."""
+def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dict[str, Any], record: Callable[[Cell], None]) -> None:
+    """Export each Triton variant, serve it, and measure; every cell goes to ``record``."""
     from funnel.table import Table  # noqa: PLC0415
     from funnel.triton import TritonServer  # noqa: PLC0415
 
@@ -587,47 +781,78 @@ def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dic
         "executor-gpu": {"mode": "executor", "dynamic_batching": True, "instance_kind": "gpu"},
     }
     wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in variants]
+    if unknown:
+        raise SystemExit(f"multistage benchmark: unknown --variants {unknown}; choose from {sorted(variants)}")
     inputs = {u: [_triton_inputs(r) for r in rs] for u, rs in reqs.items()}
     outputs = [c.name for c in ens.output_schema]
-    cells: list[Cell] = []
-    conc_reqs = _requests(np.concatenate(reqs[1]), 1, _count(1, args.quick, args.scale) * 2, seed=99)
+    n_conc = 16 if args.smoke else _count(1, args.quick, args.scale) * 2
+    conc_reqs = _requests(np.concatenate(reqs[1]), 1, n_conc, seed=99)
     conc_inputs = [_triton_inputs(r) for r in conc_reqs]
+    concurrency = (4,) if args.smoke else CONCURRENCY
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         for name in wanted:
             opts = variants[name]
             if opts["mode"] == "ensemble":
                 opts = {**opts, "native_backends": False}  # the pip-installed server has no TF backend
             repo = ens.export(Path(tmp) / name, max_batch_size=64, **opts)
+            shim = None
+            if opts["mode"] == "executor":
+                (repo / "funnel" / "1" / "model.py").write_text(TIMING_SHIM)
+                shim = str(Path(tmp) / f"{name}.times")
             t0 = time.perf_counter()
-            with TritonServer(repo, timeout=300) as server:
+            with TritonServer(repo, timeout=300, env={"FUNNEL_BENCH_TIMES": shim or "", "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}) as server:
                 meta[f"{name}_load_s"] = round(time.perf_counter() - t0, 1)
                 print(f"[bench] {name}: server ready in {meta[f'{name}_load_s']} s", flush=True)
-                protocols = ("http", "grpc") if name == "executor" else ("http",)
+                protocols = ("http",) if args.smoke or name != "executor" else ("http", "grpc")
                 for proto in protocols:
                     url = server.http_url if proto == "http" else server.grpc_url
                     mk = lambda url=url, proto=proto: _triton_worker(url, proto, "funnel", outputs)  # noqa: E731
                     if name != "executor-nobatch":
                         for u in USER_COUNTS:
-                            # paired with in-process request by request: the difference is
-                            # what serving adds, measured under the same background load
+                            # interleaved with in-process request by request: served − in-process
+                            # is what serving adds, measured under the same background load
                             call = mk()
                             pairs = list(zip(inputs[u], reqs[u], strict=True))
-                            lats = run_interleaved(
-                                {"served": lambda p, call=call: call(p[0]), "local": lambda p: inproc(p[1])},
-                                pairs,
-                                max(3, len(pairs) // 10),
-                            )
-                            cells.append(_cell(name, proto, u, 1, lats["served"], sum(lats["served"])))
-                            cells[-1].extra["paired_in_process_p50_ms"] = float(np.percentile(lats["local"], 50) * 1e3)
-                            record(cells[-1])
+                            runs = []
+                            for _ in range(args.repeats):
+                                before: dict[str, Any] = {}
+
+                                def snapshot(before: dict[str, Any] = before, shim: str | None = shim, url: str = server.http_url) -> None:
+                                    before["shim"] = _read_shim_totals(shim) if shim else None  # after the warm-up
+                                    before["triton"] = _triton_totals(url, "funnel")
+
+                                lats = run_interleaved(
+                                    {"served": lambda p, call=call: call(p[0]), "local": lambda p: inproc(p[1])},
+                                    pairs,
+                                    max(1 if args.smoke else 3, len(pairs) // 10),
+                                    after_warmup=snapshot,
+                                )
+                                s0, t0_ = before["shim"], before["triton"]
+                                s1, t1_ = _read_shim_totals(shim) if shim else None, _triton_totals(server.http_url, "funnel")
+                                cell = _cell(name, proto, u, 1, lats["served"], sum(lats["served"]))
+                                local_p50 = float(np.percentile(lats["local"], 50) * 1e3)
+                                cell.extra["paired_in_process_p50_ms"] = round(local_p50, 4)
+                                cell.extra["served_minus_in_process_p50_ms"] = round(cell.p50_ms - local_p50, 4)
+                                cell.extra["server_side"] = server_breakdown(
+                                    t0_, t1_, s0, s1, cell.mean_ms, float(np.mean(lats["local"]) * 1e3)
+                                )
+                                runs.append(cell)
+                            record(merge_repeats(runs))
                     if proto == "http":
-                        for c in CONCURRENCY:
+                        for c in concurrency:
                             if c == 1 and name != "executor-nobatch":
                                 continue
-                            lat, wall = run_concurrent(mk, conc_inputs, c, warmup=max(8, 2 * c))
-                            cells.append(_cell(name, proto, 1, c, lat, wall))
-                            record(cells[-1])
-    return cells
+                            runs = []
+                            for _ in range(args.repeats):
+                                t0_ = _triton_totals(server.http_url, "funnel")
+                                lat, wall = run_concurrent(mk, conc_inputs, c, warmup=max(8, 2 * c))
+                                t1_ = _triton_totals(server.http_url, "funnel")
+                                cell = _cell(name, proto, 1, c, lat, wall)
+                                n = t1_["requests"] - t0_["requests"]
+                                cell.extra["requests_per_execution"] = round(n / max(t1_["executions"] - t0_["executions"], 1), 3)
+                                runs.append(cell)
+                            record(merge_repeats(runs))
 
 
 def _versions() -> dict[str, str]:
@@ -664,9 +889,21 @@ def headline(cells: list[Cell]) -> list[tuple[str, str, str]]:
     for cell, proto in ((e1, "HTTP"), (g1, "gRPC")):
         if cell and "paired_in_process_p50_ms" in cell.extra:
             local = cell.extra["paired_in_process_p50_ms"]
+            diff = cell.extra.get("served_minus_in_process_p50_ms", cell.p50_ms - local)
+            alone = f"; in-process alone {i1.p50_ms:.2f} ms" if i1 else ""
             rows.append(
-                (f"executor {proto} p50 − in-process p50 (1 user, paired)", f"{cell.p50_ms - local:+.2f} ms ({cell.p50_ms:.2f} vs {local:.2f} ms)", "≤ 1 ms")
+                (f"executor {proto} p50 − in-process p50 (1 user; both interleaved request by request, same load)",
+                 f"{diff:+.2f} ms ({cell.p50_ms:.2f} vs {local:.2f} ms{alone})", "≤ 1 ms")
             )
+            side = cell.extra.get("server_side", {})
+            if "execute_mean_ms" in side:
+                rows.append((
+                    f"executor {proto}, where a 1-user request's time goes (means, Triton statistics + timed execute())",
+                    f"client+{proto} {side['protocol_and_client_ms']:.2f} · queue {side['queue_mean_ms']:.2f} · "
+                    f"Python-backend IPC {side['python_backend_ipc_ms']:.2f} · funnel execute() around the graph "
+                    f"{side['funnel_execute_overhead_ms']:.2f} · graph {side['graph_run_mean_ms']:.2f} ms",
+                    "–",
+                ))
     for variant, proto in (("in-process", "-"), ("in-process+item-cache", "-"), ("executor", "http"), ("floor", "-")):
         a, b = _find(cells, variant, proto, 64), _find(cells, variant, proto, 1)
         if a and b:
@@ -704,18 +941,50 @@ def write_results(stem: Path, cells: list[Cell], meta: dict[str, Any]) -> None:
         "",
         "## All cells",
         "",
-        "Latency in ms; `× floor` = p50 / floor p50 with the same users per request.",
+        f"Latency in ms; each cell measured {meta.get('repeats', 1)} time(s): the figures are the median of the "
+        "per-repeat figures, `p50 spread` the lowest and highest per-repeat p50, `n` all timed requests. "
+        "`× floor` = p50 / floor p50 with the same users per request. The machine is shared (see the load "
+        "average): absolute figures are noisy, ratios within one run are what to compare.",
         "",
-        "| variant | protocol | users/request | concurrency | n | p50 | p95 | p99 | users/s | × floor |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | protocol | users/request | concurrency | n | p50 | p50 spread | p95 | p99 | users/s | × floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         f = floor.get(c.users_per_request)
-        ratio = f"{c.p50_ms / f.p50_ms:.2f}" if f else "–"
+        ratio = f"{c.p50_ms / f.p50_ms:.2f}" if f and c.concurrency == 1 else "–"
+        rep = c.extra.get("p50_per_repeat_ms", [c.p50_ms])
         lines.append(
             f"| {c.variant} | {c.protocol} | {c.users_per_request} | {c.concurrency} | {c.requests} | "
-            f"{c.p50_ms:.2f} | {c.p95_ms:.2f} | {c.p99_ms:.2f} | {c.users_per_s:.0f} | {ratio} |"
+            f"{c.p50_ms:.2f} | {min(rep):.2f}–{max(rep):.2f} | {c.p95_ms:.2f} | {c.p99_ms:.2f} | {c.users_per_s:.0f} | {ratio} |"
         )
+    served = [c for c in cells if "server_side" in c.extra and c.extra["server_side"]]
+    if served:
+        lines += [
+            "",
+            "## Served requests: where the time goes",
+            "",
+            "Sequential cells, each served request interleaved with an in-process call of the same users "
+            "(same background load). `served − in-process` is the p50 difference of these two interleaved "
+            "series. The other columns are means per request: Triton's statistics extension (server-side: "
+            "request total, queue, compute infer) read before and after the cell, and the served model's "
+            "`execute()` and graph run timed inside the model (the exported model with two timers added). "
+            "client+protocol = client round trip − server request total; IPC = compute infer − execute(); "
+            "execute() overhead = execute() − graph run (decode, validate, encode). Warm-up requests "
+            "are excluded (the totals are read after them).",
+            "",
+            "| variant | protocol | users | served p50 | in-process p50 (paired) | served − in-process | client mean "
+            "| server mean | queue | compute infer | execute() | graph run | client+protocol | IPC | execute() overhead |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in served:
+            s = c.extra["server_side"]
+            g = lambda k, s=s: f"{s[k]:.3f}" if k in s else "–"  # noqa: E731
+            lines.append(
+                f"| {c.variant} | {c.protocol} | {c.users_per_request} | {c.p50_ms:.2f} | {c.extra['paired_in_process_p50_ms']:.2f} "
+                f"| {c.extra['served_minus_in_process_p50_ms']:+.2f} | {g('client_round_trip_mean_ms')} | {g('server_request_mean_ms')} "
+                f"| {g('queue_mean_ms')} | {g('compute_infer_mean_ms')} | {g('execute_mean_ms')} | {g('graph_run_mean_ms')} "
+                f"| {g('protocol_and_client_ms')} | {g('python_backend_ipc_ms')} | {g('funnel_execute_overhead_ms')} |"
+            )
     lines += ["", "## Floor, per step (p50 ms)", "", "| step | 1 user | 64 users |", "|---|---|---|"]
     steps = meta.get("floor_steps_p50_ms", {})
     for k in steps.get("1", {}):
