@@ -35,8 +35,9 @@ __all__ = [
 
 #: what a request carries: one user id per row
 REQUEST_SCHEMA = Schema([ColumnSchema("user_id", "int64", tags=[Tags.USER_ID, Tags.USER])])
-#: SoftmaxSampling temperature over the ranker's listwise logits: low enough that
-#: the sampled top-10 keeps the ranker's quality, high enough to vary the tail
+#: SoftmaxSampling textbook temperature (p ∝ exp(logit / T)) over the ranker's listwise
+#: logits: low enough that the sampled top-10 keeps the ranker's quality, high enough to
+#: vary the tail (Merlin's ``temperature`` would be 1 / 0.1 = 10)
 DEFAULT_TEMPERATURE = 0.1
 SEEN_COLUMN = "seen_item_ids"
 
@@ -93,7 +94,7 @@ def build_stages(
     combined = item_features >> UnrollFeatures("item_id", user_cols)
     ranking = combined[list(RANKER_COLUMNS.values())] >> PredictTensorflow(art.ranker)
     ordering = combined["item_id"] >> SoftmaxSampling(
-        relevance_col=ranking["relevance"], temperature=temperature, topk=topk, seed=seed
+        relevance_col=ranking["relevance"], textbook_temperature=temperature, topk=topk, seed=seed
     )
     return Stages(user_features, query, retrieval, filtered, item_features, combined, ranking, ordering)
 

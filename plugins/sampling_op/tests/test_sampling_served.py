@@ -54,7 +54,7 @@ def _assert_same(served: Table, local: Table) -> None:
 @pytest.mark.parametrize("mode", ["executor", "ensemble"])
 def test_served_equals_in_process(tmp_path: Path, mode: str) -> None:
     def sampling() -> Ensemble:
-        return _ensemble(SoftmaxSampling, temperature=0.05, seed=2024)
+        return _ensemble(SoftmaxSampling, textbook_temperature=0.05, seed=2024)
 
     repo = sampling().export(tmp_path / "repo", mode=mode)
     topk_repo = _ensemble(TopK).export(tmp_path / "topk_repo", name="topk", mode=mode)

@@ -49,7 +49,7 @@ def test_first_position_matches_softmax_over_temperature() -> None:
     n = 20000
     ids = np.tile(np.arange(5, dtype=np.int64), (n, 1))
     table = Table({"item_id": ids, "score": np.tile(scores.astype(np.float32), (n, 1))})
-    op = SoftmaxSampling(relevance_col="score", temperature=temperature, topk=2, seed=7)
+    op = SoftmaxSampling(relevance_col="score", textbook_temperature=temperature, topk=2, seed=7)
     out = Ensemble(Node.coerce(["item_id", "score"]) >> op, Schema(
         [ColumnSchema("item_id", "int64", dims=(5,), is_list=True), ColumnSchema("score", "float32", dims=(5,), is_list=True)]
     )).transform(table)
@@ -72,14 +72,14 @@ def test_first_position_matches_softmax_over_temperature() -> None:
 def test_variable_lengths_padding_and_membership() -> None:
     ids = [[10, 11, 12, 13, 14, 15], [20, 21], [], [30]]
     scores = [[0.1, 0.4, 0.2, 0.9, 0.3, 0.0], [1.0, 2.0], [], [5.0]]
-    op = SoftmaxSampling(relevance_col=Node.coerce(["score"]), temperature=0.5, topk=3, seed=1)
+    op = SoftmaxSampling(relevance_col=Node.coerce(["score"]), textbook_temperature=0.5, topk=3, seed=1)
     out = _ensemble(op).transform(_table(ids, scores))
     oid, osc = out["ordered_ids"], out["ordered_scores"]
     assert oid.shape == (4, 3) and oid.dtype == np.int64
     assert osc.shape == (4, 3) and osc.dtype == np.float32
     assert len(set(oid[0])) == 3 and set(oid[0]) <= set(ids[0])
-    assert sorted(oid[1, :2]) == [20, 21] and oid[1, 2] == -1 and np.isnan(osc[1, 2])
-    assert list(oid[2]) == [-1, -1, -1] and np.all(np.isnan(osc[2]))
+    assert sorted(oid[1, :2]) == [20, 21] and oid[1, 2] == -1 and osc[1, 2] == 0.0
+    assert list(oid[2]) == [-1, -1, -1] and np.all(osc[2] == 0.0)
     assert list(oid[3]) == [30, -1, -1] and osc[3, 0] == 5.0
     lookup = {i: s for row_i, row_s in zip(ids, scores, strict=True) for i, s in zip(row_i, row_s, strict=True)}
     for i, s in zip(oid.ravel(), osc.ravel(), strict=True):
@@ -105,7 +105,7 @@ def test_seed_reproducible_and_independent_of_batching() -> None:
     full = _table(ids, scores)
 
     def op() -> SoftmaxSampling:
-        return SoftmaxSampling(relevance_col=Node.coerce(["score"]), temperature=1.0, topk=5, seed=42)
+        return SoftmaxSampling(relevance_col=Node.coerce(["score"]), textbook_temperature=1.0, topk=5, seed=42)
 
     a = _ensemble(op())
     b = _ensemble(op())
@@ -119,7 +119,7 @@ def test_seed_reproducible_and_independent_of_batching() -> None:
     parts = [c.transform(t) for t in full.split([7, 0, 13, 10])]
     assert _same(Table.concat(parts), first)
     # another seed, another sample
-    d = _ensemble(SoftmaxSampling(relevance_col=Node.coerce(["score"]), temperature=1.0, topk=5, seed=43))
+    d = _ensemble(SoftmaxSampling(relevance_col=Node.coerce(["score"]), textbook_temperature=1.0, topk=5, seed=43))
     assert not np.array_equal(d.transform(full)["ordered_ids"], first["ordered_ids"])
 
 
@@ -133,7 +133,7 @@ def test_unseeded_operators_differ() -> None:
 def test_neg_inf_and_nan_scores_come_last() -> None:
     ninf, nan = float("-inf"), float("nan")
     table = _table([[1, 2, 3, 4, 5]], [[nan, ninf, 0.0, ninf, 1.0]])
-    op = SoftmaxSampling(relevance_col=Node.coerce(["score"]), temperature=1.0, topk=5, seed=0)
+    op = SoftmaxSampling(relevance_col=Node.coerce(["score"]), textbook_temperature=1.0, topk=5, seed=0)
     ens = _ensemble(op)
     for _ in range(20):
         oid = ens.transform(table)["ordered_ids"][0]
@@ -143,7 +143,7 @@ def test_neg_inf_and_nan_scores_come_last() -> None:
 
 def test_temperature_extremes() -> None:
     table = _table([[1, 2, 3]], [[0.0, 1.0, 0.5]])
-    cold = _ensemble(SoftmaxSampling(relevance_col=Node.coerce(["score"]), temperature=1e-4, topk=3, seed=0))
+    cold = _ensemble(SoftmaxSampling(relevance_col=Node.coerce(["score"]), textbook_temperature=1e-4, topk=3, seed=0))
     for _ in range(10):
         assert list(cold.transform(table)["ordered_ids"][0]) == [2, 3, 1]
 
@@ -172,7 +172,7 @@ def test_in_a_multistage_graph() -> None:
     combined = Node.coerce(["item_id", "item_pop"]) >> UnrollFeatures("item_id", ColumnSelector(["user_bias"]))
     ranking = combined >> _LinearScore()
     ordering = combined["item_id"] >> SoftmaxSampling(
-        relevance_col=ranking["output_1"], topk=2, temperature=1e-3, seed=0
+        relevance_col=ranking["output_1"], topk=2, textbook_temperature=1e-3, seed=0
     )
     ens = Ensemble(ordering, request)
     out = ens.transform(
@@ -182,7 +182,7 @@ def test_in_a_multistage_graph() -> None:
             "item_pop": Ragged.from_lists([[0.1, 0.9, 0.5], [0.2]], dtype="float32"),
         }
     )
-    assert out.column_names == ["ordered_ids", "ordered_scores"]
+    assert out.column_names == ["ordered_ids", "ordered_scores", "ordered_lengths"]
     np.testing.assert_array_equal(out["ordered_ids"], [[2, 3], [4, -1]])
     np.testing.assert_allclose(out["ordered_scores"][0], [0.9, 0.5])
-    assert out["ordered_scores"][1, 0] == pytest.approx(10.2) and np.isnan(out["ordered_scores"][1, 1])
+    assert out["ordered_scores"][1, 0] == pytest.approx(10.2) and out["ordered_scores"][1, 1] == 0.0

@@ -75,13 +75,13 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 def test_softmax_sampling_save_load_continues_identically(tmp_path: Path) -> None:
     def build() -> Ensemble:
-        op = SoftmaxSampling(relevance_col=ColumnSelector(["score"]), temperature=0.7, topk=3, seed=11)
+        op = SoftmaxSampling(relevance_col=ColumnSelector(["score"]), textbook_temperature=0.7, topk=3, seed=11)
         return Ensemble(Node.coerce(["item_id"]) >> op, REQUEST)
 
     saved = build().save(tmp_path / "softmax")
     cfg = next(n for n in build().to_dict()["graph"]["nodes"] if n["kind"] == "op")["op"]["config"]
-    assert cfg == {"relevance_col": "score", "topk": 3, "input_col": None, "pad_id": None,
-                   "temperature": 0.7, "seed": 11}
+    assert cfg == {"relevance_col": "score", "topk": 3, "input_col": None, "pad_id": None, "pad_score": 0.0,
+                   "temperature": None, "textbook_temperature": 0.7, "seed": 11}
     fresh, loaded = build(), Ensemble.load(saved)
     table = _table([[1, 2, 3, 4, 5], [6, 7, 8]], [[0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 1.0, 1.0]])
     for _ in range(3):

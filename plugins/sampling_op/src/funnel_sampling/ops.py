@@ -6,7 +6,9 @@ scores as dense ``(B, topk)`` columns ``ordered_ids`` and ``ordered_scores``.
 
 Rows with fewer than ``topk`` candidates are padded on the right: ids with ``pad_id``
 (default ``-1``; the largest value for unsigned ids; ``""`` for string ids) and scores
-with NaN. A row's first ``min(len, topk)`` entries are always its real candidates.
+with ``pad_score`` (default ``0.0``: finite, so every response is valid strict JSON). A
+row's first ``min(len, topk)`` entries are always its real candidates; ``ordered_lengths``
+(int64, one per row) says how many.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from funnel.operator import Operator
 from funnel.schema import ColumnSchema, Schema, Tags
 from funnel.table import Ragged, Table, to_numpy
 
-__all__ = ["SoftmaxSampling", "TopK", "OUTPUT_IDS", "OUTPUT_SCORES"]
+__all__ = ["SoftmaxSampling", "TopK", "OUTPUT_IDS", "OUTPUT_SCORES", "OUTPUT_LENGTHS"]
 
 OUTPUT_IDS = "ordered_ids"
 OUTPUT_SCORES = "ordered_scores"
+#: per row, how many of the ``topk`` entries are real candidates (the rest is padding)
+OUTPUT_LENGTHS = "ordered_lengths"
 
 
 def _flat(values: np.ndarray, what: str, label: str) -> np.ndarray:
@@ -55,6 +59,7 @@ class _Ordering(Operator):
         topk: int = 10,
         input_col: str | None = None,
         pad_id: int | str | None = None,
+        pad_score: float = 0.0,
     ) -> None:
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
             raise SchemaError(f"{type(self).__name__}: topk must be a positive integer, got {topk!r}")
@@ -67,6 +72,14 @@ class _Ordering(Operator):
         self.topk = int(topk)
         self.input_col = input_col
         self.pad_id = pad_id
+        try:
+            self.pad_score = float(pad_score)
+        except (TypeError, ValueError):
+            self.pad_score = float("nan")
+        if not math.isfinite(self.pad_score):
+            raise SchemaError(
+                f"{type(self).__name__}: pad_score must be a finite number (NaN/inf are not valid JSON), got {pad_score!r}"
+            )
         self._ids_col: str | None = input_col
 
     # -- schema ---------------------------------------------------------------------------
@@ -110,7 +123,8 @@ class _Ordering(Operator):
         scores_out = ColumnSchema(
             OUTPUT_SCORES, "float32", tags=[Tags.SCORE], dims=(self.topk,), is_list=True, is_ragged=False
         )
-        return Schema([ids_out, scores_out])
+        lengths_out = ColumnSchema(OUTPUT_LENGTHS, "int64")
+        return Schema([ids_out, scores_out, lengths_out])
 
     # -- transform ------------------------------------------------------------------------
     def _keys(self, scores: np.ndarray) -> np.ndarray:
@@ -152,10 +166,11 @@ class _Ordering(Operator):
         src = (offsets[:-1, None] + order)[valid]
         w = order.shape[1]
         out_ids = np.full((b, k), self._pad_value(id_values.dtype), dtype=id_values.dtype)
-        out_scores = np.full((b, k), np.nan, dtype=np.float32)
+        out_scores = np.full((b, k), self.pad_score, dtype=np.float32)
         out_ids[:, :w][valid] = id_values[src]
         out_scores[:, :w][valid] = scores[src]
-        return Table({OUTPUT_IDS: out_ids, OUTPUT_SCORES: out_scores}, num_rows=b)
+        out_lengths = np.minimum(lengths, k).astype(np.int64)
+        return Table({OUTPUT_IDS: out_ids, OUTPUT_SCORES: out_scores, OUTPUT_LENGTHS: out_lengths}, num_rows=b)
 
     # -- config ---------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
@@ -164,21 +179,25 @@ class _Ordering(Operator):
             "topk": self.topk,
             "input_col": self.input_col,
             "pad_id": self.pad_id,
+            "pad_score": self.pad_score,
         }
 
 
 class SoftmaxSampling(_Ordering):
-    """Sample an ordering of each row's candidates without replacement, P ∝ softmax(score / T).
+    """Sample an ordering of each row's candidates without replacement, P ∝ exp(score · temperature).
 
-    The first position is candidate ``i`` with probability ``exp(s_i / T) / Σ_j exp(s_j / T)``;
-    each next position is drawn the same way from the candidates not yet drawn (the
-    Plackett–Luce model). Drawn exactly by Gumbel-top-k: ``argsort(s / T + G)`` with i.i.d.
+    **Temperature has Merlin's meaning** so a ported Merlin graph orders the same way:
+    the first position is candidate ``i`` with probability
+    ``exp(s_i · t) / Σ_j exp(s_j · t)`` — ``temperature`` multiplies the scores (it is an
+    inverse temperature): larger → closer to :class:`TopK`, smaller → flatter. The default
+    ``20.0`` is Merlin's and is near-greedy for scores in [0, 1].
+
+    ``textbook_temperature=T`` instead gives the textbook softmax ``exp(s_i / T)``
+    (larger → flatter). Give one of the two, not both.
+
+    Each next position is drawn the same way from the candidates not yet drawn (the
+    Plackett–Luce model), exactly, by Gumbel-top-k: ``argsort(key + G)`` with i.i.d.
     standard Gumbel noise ``G``, vectorised over the batch.
-
-    **Temperature** follows the usual convention: larger ``temperature`` → flatter (more
-    exploration), smaller → closer to :class:`TopK`. Merlin's operator of the same name
-    computed ``exp(score * temperature)``; to port a Merlin graph use
-    ``temperature = 1 / merlin_temperature`` (Merlin's default 20.0 is funnel's 0.05).
 
     **Seed.** ``seed=None`` draws fresh OS entropy. With an integer seed the operator
     holds one generator created when it is constructed (or loaded from a saved/exported
@@ -190,11 +209,12 @@ class SoftmaxSampling(_Ordering):
     requests sent in order). Identical requests in a row get *different* samples.
 
     Outputs: ``ordered_ids`` (ids' dtype) and ``ordered_scores`` (float32, the raw
-    relevance of each chosen candidate), both ``(B, topk)``; short rows are padded (see
-    the module docstring). Candidates with a NaN score come after all others; ``-inf``
-    scores have probability 0 and come after every finite-scored candidate.
+    relevance of each chosen candidate), both ``(B, topk)``, and ``ordered_lengths``;
+    short rows are padded (see the module docstring). Candidates with a NaN score come
+    after all others; ``-inf`` scores have probability 0 and come after every
+    finite-scored candidate.
 
-    ``combined["item_id"] >> SoftmaxSampling(relevance_col=ranking["output_1"], topk=10, temperature=0.5)``
+    ``combined["item_id"] >> SoftmaxSampling(relevance_col=ranking["output_1"], topk=10, temperature=20.0)``
     """
 
     type_name = "sampling.SoftmaxSampling"
@@ -202,24 +222,29 @@ class SoftmaxSampling(_Ordering):
     def __init__(
         self,
         relevance_col: Any,
-        temperature: float = 20.0,
+        temperature: float | None = None,
         topk: int = 10,
         seed: int | None = None,
         input_col: str | None = None,
         pad_id: int | str | None = None,
+        pad_score: float = 0.0,
+        *,
+        textbook_temperature: float | None = None,
     ) -> None:
-        super().__init__(relevance_col, topk=topk, input_col=input_col, pad_id=pad_id)
-        try:
-            temperature = float(temperature)
-        except (TypeError, ValueError):
-            temperature = float("nan")
-        if not (temperature > 0 and math.isfinite(temperature)):
+        super().__init__(relevance_col, topk=topk, input_col=input_col, pad_id=pad_id, pad_score=pad_score)
+        if temperature is not None and textbook_temperature is not None:
             raise SchemaError(
-                f"SoftmaxSampling: temperature must be a positive finite number, got {temperature!r}"
+                "SoftmaxSampling: give temperature (Merlin's meaning, exp(score * temperature)) or "
+                "textbook_temperature (exp(score / T)), not both"
             )
+        if temperature is None and textbook_temperature is None:
+            temperature = 20.0  # Merlin's default
+        name = "temperature" if temperature is not None else "textbook_temperature"
+        value = _positive(temperature if temperature is not None else textbook_temperature, name)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise SchemaError(f"SoftmaxSampling: seed must be a non-negative integer or None, got {seed!r}")
-        self.temperature = temperature
+        self.temperature = value if name == "temperature" else None
+        self.textbook_temperature = value if name == "textbook_temperature" else None
         self.seed = None if seed is None else int(seed)
         self._rng = np.random.default_rng(self.seed)
         self._lock = threading.Lock()
@@ -227,14 +252,27 @@ class SoftmaxSampling(_Ordering):
     def _keys(self, scores: np.ndarray) -> np.ndarray:
         with self._lock:
             noise = self._rng.gumbel(size=scores.shape[0])
-        return scores / self.temperature + noise
+        if self.temperature is not None:
+            return scores * self.temperature + noise
+        return scores / self.textbook_temperature + noise
 
     def to_config(self) -> dict[str, Any]:
-        return {**super().to_config(), "temperature": self.temperature, "seed": self.seed}
+        return {**super().to_config(), "temperature": self.temperature,
+                "textbook_temperature": self.textbook_temperature, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SoftmaxSampling:
         return cls(**dict(config))
+
+
+def _positive(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number > 0 and math.isfinite(number)):
+        raise SchemaError(f"SoftmaxSampling: {name} must be a positive finite number, got {value!r}")
+    return number
 
 
 class TopK(_Ordering):
