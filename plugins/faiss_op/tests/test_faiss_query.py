@@ -158,3 +158,22 @@ def test_build_index_rejects_bad_input(data):
 def test_build_progress_is_printed(data, capsys):
     build_index(data["items"][:1000], kind="hnsw", progress=True)
     assert "[funnel-faiss] hnsw n=1000 d=32" in capsys.readouterr().err
+
+
+def test_search_params_never_change_the_callers_index(data, indexes):
+    """Issue 12 item 8: nprobe/ef_search apply to the operator's index, not the object passed in."""
+    ivf = faiss.read_index(str(indexes["ivf"]))
+    before = faiss.extract_index_ivf(ivf).nprobe
+    table = Table({"q": data["queries"][:8]})
+    low = QueryFaiss(ivf, topk=100, nprobe=1)
+    high = QueryFaiss(ivf, topk=100, nprobe=64)
+    assert faiss.extract_index_ivf(ivf).nprobe == before
+    # each operator keeps its own setting although both came from the same object
+    assert faiss.extract_index_ivf(low.index).nprobe == 1 and faiss.extract_index_ivf(high.index).nprobe == 64
+    assert low.transform(table)["candidate_ids"] != high.transform(table)["candidate_ids"]
+    hnsw = faiss.read_index(str(indexes["hnsw"]))
+    inner = faiss.downcast_index(hnsw.index) if hasattr(hnsw, "index") else faiss.downcast_index(hnsw)
+    ef_before = inner.hnsw.efSearch
+    op = QueryFaiss(hnsw, topk=10, ef_search=ef_before + 17)
+    assert inner.hnsw.efSearch == ef_before
+    assert op.transform(table)["candidate_ids"].num_rows == 8

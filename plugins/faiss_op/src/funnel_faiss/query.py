@@ -54,6 +54,10 @@ def _unwrap(index: faiss.Index) -> faiss.Index:
     return index
 
 
+def _is_gpu_index(index: faiss.Index) -> bool:
+    return "Gpu" in type(faiss.downcast_index(index)).__name__
+
+
 def _gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -73,7 +77,8 @@ class QueryFaiss(Operator):
     ``index`` is a path to a FAISS index file (read memory-mapped) or an in-memory
     ``faiss.Index``; on export the index is written as ``index.faiss`` next to the model.
     ``nprobe`` (IVF) and ``ef_search`` (HNSW) override what the index file stores; they are
-    set on the index this operator holds. ``use_gpu="auto"`` moves the index to the GPU at
+    set on the index this operator holds — for an in-memory index passed in, on a copy of it
+    (``faiss.clone_index``), so the caller's object is never changed. ``use_gpu="auto"`` moves the index to the GPU at
     load when FAISS reports GPUs (faiss-gpu builds); ``True`` requires it, ``False`` never.
     """
 
@@ -117,6 +122,10 @@ class QueryFaiss(Operator):
                 raise SchemaError(
                     f"QueryFaiss: index must be a path to a FAISS index file or a faiss.Index, got {type(index).__name__}"
                 )
+            if nprobe is not None or ef_search is not None:
+                # search parameters live on the index object: set them on this operator's own
+                # copy, never on the caller's index (which may serve other code or operators)
+                index = faiss.clone_index(faiss.index_gpu_to_cpu(index) if _is_gpu_index(index) else index)
             self._set_index(index)
 
     # -- index handling -----------------------------------------------------------------
