@@ -72,6 +72,9 @@ def _env_var_for_view(view: str) -> str:
 #: (a user and an item QueryFeast) evicted each other's entry on every call, re-parsing the
 #: registry protos each time (about 1 ms per lookup, measured by benchmarks/multistage.py).
 _STORES: dict[str, FeatureStore] = {}
+#: guards _STORES: operators of several threads (Triton instances, a thread pool) open stores
+#: concurrently; an unlocked check-then-set built two stores for one repository
+_STORES_LOCK = threading.Lock()
 
 
 def _open_store(path: str) -> FeatureStore:
@@ -82,9 +85,11 @@ def _open_store(path: str) -> FeatureStore:
     if not yaml.is_file():
         raise FileNotFoundError(f"{yaml} does not exist")
     key = str(yaml.resolve())
-    if key not in _STORES:
-        _STORES[key] = FeatureStore(repo_path=str(yaml.parent), fs_yaml_file=yaml)
-    return _STORES[key]
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = FeatureStore(repo_path=str(yaml.parent), fs_yaml_file=yaml)
+    return store
 
 
 class QueryFeast(Operator):
