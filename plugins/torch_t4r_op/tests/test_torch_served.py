@@ -1,0 +1,58 @@
+"""PredictPyTorch served on the embedded Triton server equals in-process (executor and ensemble mode).
+
+The Transformers4Rec-style traced model (values/offsets dict in, logits out, top-k with the
+session's items excluded) and a padded torch.export session model, in one graph, with
+B = 1 and B > 1 requests; no transformers4rec anywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table
+from funnel.ops import Rename
+from funnel.triton import TritonServer
+from funnel_torch import PredictPyTorch
+from funnel_torch.testing import CAT, ITEM, MAX_LEN, N_ITEMS, sessions
+
+pytestmark = pytest.mark.triton
+
+REQUEST = Schema([ColumnSchema(ITEM, "int64", dims=(None,)), ColumnSchema(CAT, "int64", dims=(None,))])
+
+
+@pytest.fixture(scope="module")
+def session_ensemble(t4r_traced, padded_export):
+    mapping = (np.arange(N_ITEMS) + 1000).astype("int64")
+    top = [ITEM, CAT] >> PredictPyTorch(
+        t4r_traced, top_k=4, exclude_seen=True, item_id_column=ITEM, id_mapping=mapping
+    )
+    logits = [ITEM] >> Rename({ITEM: "item_ids"}) >> PredictPyTorch(
+        padded_export, max_sequence_length={"item_ids": MAX_LEN}
+    )
+    return Ensemble(top + logits, REQUEST)
+
+
+def _check(server, ens):
+    for seed, rows in ((1, 1), (2, 9)):
+        items, cats = sessions(seed, rows)
+        table = Table({ITEM: items, CAT: cats})
+        local = ens.transform(table)
+        served = server.infer(table, model="funnel")
+        assert isinstance(served["item_ids"], Ragged)
+        assert served["item_ids"].to_lists() == local["item_ids"].to_lists()
+        for row, seen in enumerate(items.to_lists()):
+            assert not {s + 1000 for s in seen} & set(served["item_ids"].to_lists()[row])
+        np.testing.assert_allclose(served["item_id_scores"].values, local["item_id_scores"].values, rtol=1e-6)
+        np.testing.assert_allclose(served["output"], local["output"], rtol=1e-5, atol=1e-6)
+
+
+def test_served_executor_equals_in_process(session_ensemble, tmp_path):
+    repo = session_ensemble.export(tmp_path / "repo")
+    with TritonServer(repo, timeout=180) as server:
+        _check(server, session_ensemble)
+
+
+def test_served_ensemble_mode_python_runner_equals_in_process(session_ensemble, tmp_path):
+    repo = session_ensemble.export(tmp_path / "repo", mode="ensemble", native_backends=False)
+    with TritonServer(repo, timeout=180) as server:
+        _check(server, session_ensemble)
