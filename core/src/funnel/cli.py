@@ -73,11 +73,25 @@ def graph_cmd(source: str, output: str | None) -> None:
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the models to load.")
 @click.option("--tritonserver", "binary", type=click.Path(dir_okay=False), default=None,
               help="A tritonserver binary to use instead of the one in the nvidia-pytriton wheel / on PATH.")
-def serve_cmd(repository: str, http_port: int, grpc_port: int, timeout: float, binary: str | None) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (0.0.0.0 = every interface: anyone who can reach this machine can query it).")
+@click.option("--admin-key", envvar="FUNNEL_ADMIN_KEY", default=None,
+              help="Key opening Triton's shared-memory, model-repository, logging and trace APIs "
+                   "(header funnel-admin-key). Default: a random key printed at start.")
+@click.option("--open-admin-api", is_flag=True,
+              help="Leave those admin APIs open to every client (not recommended).")
+@click.option("--pass-env", multiple=True, metavar="NAME",
+              help="Pass this environment variable to the server and its models (repeatable); only "
+                   "FUNNEL_*, FEAST_*, AWS_*, PATH, HOME, LD_LIBRARY_PATH and a few more pass by default.")
+@click.option("--no-watchdog", is_flag=True, help="Do not restart the server when a model's Python stub dies.")
+def serve_cmd(repository: str, http_port: int, grpc_port: int, timeout: float, binary: str | None, host: str,
+              admin_key: str | None, open_admin_api: bool, pass_env: tuple[str, ...], no_watchdog: bool) -> None:
     """Serve an exported model repository with Triton until Ctrl-C.
 
     REPOSITORY is a directory written by Ensemble.export(). The server listens on
-    127.0.0.1 only. Query it with `funnel infer` or any Triton client.
+    127.0.0.1 unless --host says otherwise; Triton's admin APIs need the admin key; a
+    dead model stub makes it restart on the same ports (docs/reliability.md). Query it
+    with `funnel infer` or any Triton client.
     """
     import signal  # noqa: PLC0415
     import time  # noqa: PLC0415
@@ -87,23 +101,27 @@ def serve_cmd(repository: str, http_port: int, grpc_port: int, timeout: float, b
 
     try:
         server = TritonServer(repository, timeout=timeout, http_port=http_port or None,
-                              grpc_port=grpc_port or None, tritonserver=binary)
+                              grpc_port=grpc_port or None, tritonserver=binary, host=host,
+                              restrict_api=not open_admin_api, admin_key=admin_key, pass_env=pass_env,
+                              watchdog=not no_watchdog)
         server.start()
     except ServerError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"serving {repository}\n  HTTP  {server.http_url}\n  gRPC  {server.grpc_url}\nCtrl-C to stop")
+    admin = "open to every client" if open_admin_api else f"header funnel-admin-key: {server.admin_key}"
+    click.echo(f"serving {repository}\n  HTTP  {host}:{server.http_port}\n  gRPC  {host}:{server.grpc_port}\n"
+               f"  admin APIs (shared-memory, model-repository, logging, trace): {admin}\nCtrl-C to stop")
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
-        while server.running and not stop:
+        while not stop and server.watchdog_error is None and (server.running or server.watchdog):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        exited = not server.running
+        failed = server.watchdog_error or (None if server.running or server.watchdog else "tritonserver exited unexpectedly")
         server.stop()
-    if exited:
-        raise click.ClickException("tritonserver exited unexpectedly")
+    if failed:
+        raise click.ClickException(failed)
 
 
 def _read_rows(path: str) -> object:
@@ -163,10 +181,20 @@ def infer_cmd(rows: str, url: str, protocol: str, model: str, as_json: bool) -> 
 
 
 def _add_plugin_commands() -> None:
+    """Each plugin's register_commands runs on its own: one that raises is reported (here and
+    in `funnel plugins`) as that plugin's error, and the other plugins' commands still load."""
     try:
-        registry.get_plugin_manager().hook.register_commands(cli=cli)
+        impls = registry.get_plugin_manager().hook.register_commands.get_hookimpls()
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
-        click.echo(f"warning: a plugin failed to add commands: {exc}", err=True)
+        click.echo(f"warning: plugins could not be loaded: {type(exc).__name__}: {exc}", err=True)
+        return
+    for impl in impls:
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+            message = f"plugin {impl.plugin_name!r} failed in register_commands: {type(exc).__name__}: {exc}"
+            registry.record_plugin_error(impl.plugin_name, message)
+            click.echo(f"warning: {message}", err=True)
 
 
 def main() -> None:

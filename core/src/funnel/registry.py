@@ -34,6 +34,7 @@ __all__ = [
     "get_operator",
     "operators",
     "plugins",
+    "record_plugin_error",
     "register_plugin",
     "unregister_plugin",
     "trust_code_enabled",
@@ -269,6 +270,15 @@ def get_operator(type_name: str, distribution: str | None = None, trust_code: bo
         )
     installed = ", ".join(sorted(ops)) or "none"
     raise OperatorNotFound(f"unknown operator {type_name!r}; installed operators: {installed}")
+
+
+def record_plugin_error(name: str, message: str) -> None:
+    """Record an error of plugin ``name`` (e.g. its register_commands hook raised); ``funnel
+    plugins`` reports it. Other plugins are unaffected."""
+    _REGISTRY.ensure_loaded()
+    with _REGISTRY.lock:
+        info = _REGISTRY.infos.setdefault(name, PluginInfo(name))
+        info.error = message if not info.error else f"{info.error}; {message}"
 
 
 def register_plugin(obj: Any, name: str) -> None:

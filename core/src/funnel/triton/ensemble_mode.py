@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.ensemble import dumps_json
+from funnel.ensemble import GRAPH_FILE, dumps_json
 from funnel.errors import ExportError
 from funnel.schema import Schema
 from funnel.triton import config as cfg
@@ -90,16 +90,18 @@ def write_ensemble_models(
             (version_dir / "model.py").write_text(OP_SHIM)
             in_specs = tensor_specs(bound.input_schema)
             out_specs = tensor_specs(bound.output_schema)
-            (model_dir / "config.pbtxt").write_text(cfg.python_model_config(
-                model, in_specs, out_specs, max_batch_size=max_batch_size, dynamic_batching=dynamic_batching,
-                instance_kind=instance_kind, instance_count=instance_count,
-                parameters={"FUNNEL_DEVICE": instance_kind, **(parameters or {})},
-                max_queue_delay_us=max_queue_delay_us,
-            ))
+            config_args = {
+                "max_batch_size": max_batch_size, "dynamic_batching": dynamic_batching,
+                "instance_kind": instance_kind, "instance_count": instance_count,
+                "parameters": {"FUNNEL_DEVICE": instance_kind, **(parameters or {})},
+                "max_queue_delay_us": max_queue_delay_us,
+            }
+            (model_dir / "config.pbtxt").write_text(cfg.python_model_config(model, in_specs, out_specs, **config_args))
             step = {
                 "model_name": model,
                 "input_map": {s.name: inputs[s.column][s.part] for s in in_specs},
                 "output_map": {s.name: f"{model}/{s.name}" for s in out_specs},
+                "_python": (model_dir, in_specs, out_specs, config_args),
             }
             produced = {}
             for s in out_specs:
@@ -125,10 +127,40 @@ def write_ensemble_models(
     for step in steps:
         step["input_map"] = {k: rename.get(v, v) for k, v in step["input_map"].items()}
         step["output_map"] = {k: rename.get(v, v) for k, v in step["output_map"].items()}
+    _prune_unused(steps, graph.request_schema, set(rename.values()))
     (root / name).mkdir()
     (root / name / str(version)).mkdir()
+    # the whole graph as data (Triton ignores it): `funnel graph REPO` draws ensemble-mode exports too
+    (root / name / str(version) / GRAPH_FILE).write_bytes(dumps_json(graph_dict))
     (root / name / "config.pbtxt").write_text(_ensemble_config(name, graph, out_specs, steps, max_batch_size))
     return models
+
+
+def _prune_unused(steps: list[dict[str, Any]], request_schema: Schema, outputs: set[str]) -> None:
+    """Triton refuses an ensemble holding a tensor nothing reads. Operator outputs nothing
+    downstream reads are left unmapped; request columns no operator reads are handed to the
+    first Python-backend step as extra inputs it ignores, so the ensemble still accepts the
+    full request schema (the same inputs as executor mode)."""
+    consumed = {v for step in steps for v in step["input_map"].values()} | outputs
+    for step in steps:
+        step["output_map"] = {k: v for k, v in step["output_map"].items() if v in consumed}
+    unused = [spec for spec in tensor_specs(request_schema) if spec.name not in consumed]
+    if not unused:
+        return
+    python = next((step for step in steps if "_python" in step), None)
+    if python is None:
+        raise ExportError(
+            f"ensemble mode: request column(s) {sorted({s.column for s in unused})} are read by no operator, and "
+            "every step runs on a native backend that cannot accept them. Drop them from the request schema "
+            "or use mode='executor'"
+        )
+    model_dir, in_specs, out_specs, config_args = python["_python"]
+    taken = {s.name for s in in_specs}
+    extra = [s for s in unused if s.name not in taken]
+    (model_dir / "config.pbtxt").write_text(
+        cfg.python_model_config(python["model_name"], [*in_specs, *extra], out_specs, **config_args)
+    )
+    python["input_map"].update({s.name: s.name for s in extra})
 
 
 def _map_block(key: str, mapping: dict[str, str]) -> str:

@@ -221,9 +221,28 @@ class _FunnelModel:
         if self.max_rows and table.num_rows > self.max_rows:
             raise RequestError(self._too_many(table.num_rows))
         table = validate_request(table, self.input_schema)
+        self._check_finite(table)
         if self.device == "gpu":
             table = table.to_cupy()
         return table
+
+    def _check_finite(self, table: Table) -> None:
+        """A served request's float values must be finite: NaN or inf reaching FAISS or a model
+        gives meaningless results (and NaN is not valid JSON in the answer)."""
+        for column in self.input_schema:
+            if column.numpy_dtype.kind != "f":
+                continue
+            value = table[column.name]
+            arr = value.values if hasattr(value, "offsets") else value
+            if array_module(arr) != "numpy" or not arr.size:
+                continue
+            finite = np.isfinite(arr)
+            if not finite.all():
+                bad = np.asarray(arr).ravel()[~finite.ravel()][0]
+                raise RequestError(
+                    f"request column {column.name!r} holds {bad} ({int((~finite).sum())} non-finite value(s)); "
+                    "served requests must hold finite numbers"
+                )
 
     def _too_many(self, rows: int) -> str:
         return (
