@@ -90,17 +90,19 @@ def machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def write_results(name: str, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> Path:
-    """Write ``benchmarks/results/<name>.json`` and ``<name>.md`` (a table of ``rows``)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {**machine(), **(meta or {})}
-    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=2) + "\n")
+def write_results(name: str, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None,
+                  out: Path | None = None) -> Path:
+    """Write ``<out>/<name>.json`` and ``<name>.md`` (a table of ``rows``); ``out`` defaults to benchmarks/results."""
+    out = RESULTS if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {**machine(), "load_avg": [round(x, 2) for x in os.getloadavg()], **(meta or {})}
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=2) + "\n")
     cols: list[str] = []
     for row in rows:
         cols += [k for k in row if k not in cols]
     lines = [f"# {name}", "", ", ".join(f"{k}: {v}" for k, v in meta.items()), "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in cols) + " |" for row in rows]
-    path = RESULTS / f"{name}.md"
+    path = out / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -21,6 +21,7 @@ import gc
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -109,9 +110,9 @@ def run_cell(index: faiss.Index, kind: str, n: int, batch: int, topk: int, args:
     return rows
 
 
-def write_results(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "faiss_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+def write_results(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path = RESULTS) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faiss_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [
         "# QueryFaiss overhead vs direct `index.search`",
         "",
@@ -136,10 +137,10 @@ def write_results(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
             f"{r['p99_ms']:.3f} | {r['queries_per_s']:,.0f} | {r['p50_ratio_vs_direct']:.3f} | "
             f"{r['p50_overhead_ms'] * 1e3:.0f} |"
         )
-    (RESULTS / "faiss_overhead.md").write_text("\n".join(lines) + "\n")
+    (out / "faiss_overhead.md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated item counts")
     parser.add_argument("--kinds", default="flat,hnsw", help="comma-separated: flat, hnsw, ivf")
@@ -155,8 +156,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="FAISS OpenMP threads while timing (builds use all cores); 1 keeps a shared "
                              "machine's noise out of the overhead measurement")
+    parser.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: 2,000 items, a few iterations, results to a temp dir")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    tmp = None
+    if args.smoke:
+        args.sizes, args.batches, args.iters, args.min_iters, args.budget_s, args.warmup = "2000", "1,16", 20, 5, 0.2, 2
+        if args.out is None:
+            tmp = tempfile.TemporaryDirectory(prefix="faiss-bench-smoke-")
+            args.out = tmp.name
+    out = Path(args.out) if args.out else RESULTS
     sizes = [int(s) for s in args.sizes.split(",")]
     kinds = args.kinds.split(",")
     batches = [int(b) for b in args.batches.split(",")]
@@ -175,17 +185,20 @@ def main() -> None:
             for batch in batches:
                 rows.extend(run_cell(index, kind, n, batch, args.topk, args))
                 if not args.no_write:  # after every cell, so a long run keeps what it measured
-                    write_results(rows, meta(args, build_s))
+                    write_results(rows, meta(args, build_s), out)
             faiss.omp_set_num_threads(build_threads)
             del index
             gc.collect()
+    if tmp is not None:
+        tmp.cleanup()
 
 
 def meta(args: argparse.Namespace, build_s: dict[str, float]) -> dict[str, Any]:
     """What the results were measured with."""
     return {
         "command": "python benchmarks/faiss_overhead.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "kinds", "batches", "topk", "threads", "min_iters", "budget_s")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("sizes", "kinds", "batches", "topk", "threads", "min_iters", "budget_s"))
+            + (" (--smoke: not a measurement)" if args.smoke else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or platform.platform()})",
         "faiss": faiss.__version__, "faiss_threads": args.threads, "numpy": np.__version__,
         "python": platform.python_version(), "topk": args.topk, "hnsw_m": args.hnsw_m,

@@ -38,12 +38,19 @@ def gpu_name() -> str:
         return "unknown"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--kinds", default="gpu,cpu", help="instance kinds to compare")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="seconds: n=5, results to a temp dir unless --out is given")
+    args = parser.parse_args(argv)
+    smoke_tmp = None
+    if args.smoke:
+        args.n = 5
+        if "--out" not in (argv if argv is not None else sys.argv[1:]):
+            smoke_tmp = tempfile.TemporaryDirectory(prefix="triton-gpu-smoke-")
+            args.out = smoke_tmp.name
     ens = demo_ensemble()
     rows_out = []
     checks = []
@@ -61,7 +68,8 @@ def main() -> None:
                 for rows in (1, 64):
                     req = demo_request(rows, seed=1)
                     inputs = table_to_inputs(req, protocol="http", schema=ens.input_schema)
-                    stats = measure(lambda inputs=inputs: server.client("http").infer("funnel", inputs), n=args.n, warmup=30)
+                    stats = measure(lambda inputs=inputs: server.client("http").infer("funnel", inputs), n=args.n,
+                                    warmup=3 if args.smoke else 30)
                     rows_out.append({"instance_kind": kind, "rows_per_request": rows, "server_start_s": round(load_s, 2),
                                      **stats.to_dict()})
                     print(rows_out[-1], flush=True)
@@ -85,6 +93,8 @@ def main() -> None:
         lines.append(f"| {r['instance_kind']} | {r['rows_per_request']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['throughput']} |")
     (out / "triton_gpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if smoke_tmp is not None:
+        smoke_tmp.cleanup()
 
 
 if __name__ == "__main__":

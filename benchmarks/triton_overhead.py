@@ -27,11 +27,15 @@ from funnel.triton.client import make_client, table_to_inputs  # noqa: E402
 from funnel.triton.testing import demo_ensemble, demo_request  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=300, help="timed requests per cell")
     parser.add_argument("--warmup", type=int, default=30)
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: n=5 per cell, results to a temp dir")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.warmup = 5, 2
     ens = demo_ensemble()
     requests = {b: demo_request(b, seed=b) for b in (1, 64)}
     rows = []
@@ -73,8 +77,13 @@ def main() -> None:
                                 print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    path = write_results("triton_overhead", rows, {"n": args.n, "warmup": args.warmup,
-                                                   "graph": repr(ens)})
+    meta = {"n": args.n, "warmup": args.warmup, "graph": repr(ens), "smoke": args.smoke}
+    if args.smoke and args.out is None:
+        with tempfile.TemporaryDirectory(prefix="triton-bench-smoke-") as out:
+            path = write_results("triton_overhead", rows, meta, out=Path(out))
+            print(f"wrote {path} (smoke)")
+        return
+    path = write_results("triton_overhead", rows, meta, out=Path(args.out) if args.out else None)
     print(f"wrote {path}")
 
 
