@@ -1,0 +1,91 @@
+"""TransformWorkflow: a fitted workflow as one operator of a funnel graph (served on Triton).
+
+Raw interaction rows in, the workflow's output out (one row per session after a Groupby).
+Offline-only steps (``Filter`` by default) are skipped. The fitted statistics are loaded
+once, with the operator; each request runs the built-in operators on numpy arrays and
+only LambdaOps / user operators on pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from funnel.errors import SchemaError
+from funnel.operator import Operator
+from funnel.schema import Schema
+from funnel.table import Table
+
+from funnel_workflow.workflow import Workflow, _Eager, evaluate
+
+__all__ = ["TransformWorkflow"]
+
+WORKFLOW_DIR = "workflow"
+
+
+class TransformWorkflow(Operator):
+    """Run a fitted :class:`~funnel_workflow.Workflow` on request rows.
+
+    ``workflow.input_schema.column_names >> TransformWorkflow(workflow)``; the served model
+    loads saved code (lambdas, user ops) only when the server's environment sets
+    ``FUNNEL_TRUST_CODE=1`` (or ``trust_code=True`` is passed when loading in-process).
+    """
+
+    type_name = "workflow.TransformWorkflow"
+
+    def __init__(self, workflow: Workflow | None = None, trust_code: bool | None = None, **info: Any) -> None:
+        self.workflow = workflow
+        self.trust_code = trust_code
+        self.changes_rows = False
+        if workflow is not None:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        wf = self.workflow
+        assert wf is not None
+        if wf.graph is None:
+            raise SchemaError("TransformWorkflow: the workflow is not fitted; call workflow.fit(dataset) first")
+        self._graph = wf.serving_graph()
+        self._out_schema = wf.serving_output_schema()
+        self._target = [self._graph.bound(self._graph.output_node)]
+        self._index = self._target[0].index
+        self._runner = _Eager()
+        self.changes_rows = wf.changes_rows
+        self.skipped = wf.offline_only_ops()
+
+    @property
+    def input_schema(self) -> Schema:
+        assert self.workflow is not None and self.workflow.input_schema is not None
+        return self.workflow.input_schema
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        if self.workflow is None:
+            raise SchemaError("TransformWorkflow: no workflow loaded")
+        self.require(input_schema, self.input_schema.column_names)
+        return self._out_schema
+
+    def transform(self, table: Table) -> Table:
+        out = evaluate(self._graph, [table], self._runner, self._target, serving=True)
+        return out[self._index][0]
+
+    def to_config(self) -> dict[str, Any]:
+        if self.workflow is None:
+            return {}
+        return {"input_columns": self.input_schema.column_names, "skipped_offline_only": self.skipped}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TransformWorkflow:
+        return cls()
+
+    def save_artifacts(self, directory: Path) -> None:
+        assert self.workflow is not None
+        self.workflow.save(Path(directory) / WORKFLOW_DIR)
+
+    def load_artifacts(self, directory: Path) -> None:
+        self.workflow = Workflow.load(Path(directory) / WORKFLOW_DIR, trust_code=self.trust_code)
+        self._prepare()
+
+    @property
+    def label(self) -> str:
+        return "TransformWorkflow"
