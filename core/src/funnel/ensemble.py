@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
+import inspect
 import json
 
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import msgspec
 
 from funnel.errors import ExportError, FunnelError
 from funnel.executor import LocalExecutor
-from funnel.graph import Graph, Node
+from funnel.graph import Graph, Node, check_graph_data
 from funnel.operator import Operator
 from funnel.registry import get_operator
 from funnel.schema import Schema
@@ -69,16 +70,78 @@ def load_operator(
     artifact_dir: Path | Callable[[Operator], Path],
     distribution: str | None = None,
     trust_code: bool | None = None,
+    where: str = "",
 ) -> Operator:
     """Rebuild one operator: registry lookup by type name, ``from_config``, ``load_artifacts``.
 
     ``artifact_dir`` is the directory, or a function of the rebuilt operator giving it. A
     missing plugin raises PluginNotInstalled (``distribution`` is the pip hint recorded at export).
+    The config is validated strictly first (:func:`checked_config`); ``where`` (e.g. "node 3
+    of repo/funnel/1/funnel-graph.json") goes into its errors.
     """
+    config = checked_config(type_name, config, where, distribution=distribution, trust_code=trust_code)
     op = get_operator(type_name, distribution=distribution, trust_code=trust_code).from_config(config)
     directory = artifact_dir(op) if callable(artifact_dir) else artifact_dir
     _artifact_step(op.load_artifacts, directory, f"{op.label}: loading artifacts from {directory}")
     return op
+
+
+def checked_config(
+    type_name: str,
+    config: Any,
+    where: str = "",
+    distribution: str | None = None,
+    trust_code: bool | None = None,
+) -> dict[str, Any]:
+    """``config`` checked against the operator's declared config, before ``from_config`` runs.
+
+    An operator class that declares ``Config`` (a ``msgspec.Struct`` with
+    ``forbid_unknown_fields=True`` and no defaults) gets a typed check: a missing key, an
+    unknown key or a wrong type is an ExportError naming ``where``, the operator and the key —
+    nothing is defaulted at load. Without ``Config``, a class using the default
+    ``from_config`` (``cls(**config)``) is checked against its ``__init__`` signature
+    (unknown keys and missing required keys).
+    """
+    at = f"{where}: " if where else ""
+    cls = get_operator(type_name, distribution=distribution, trust_code=trust_code)
+    if not isinstance(config, dict):
+        raise ExportError(f"{at}{type_name}: the operator config must be a JSON object, got {type(config).__name__}")
+    spec = getattr(cls, "Config", None)
+    if isinstance(spec, type) and issubclass(spec, msgspec.Struct):
+        try:
+            msgspec.convert(config, spec)
+        except msgspec.ValidationError as exc:
+            raise ExportError(
+                f"{at}{type_name} config is invalid: {exc} (the config was hand-edited or written by another "
+                "version; export the graph again)"
+            ) from None
+        return config
+    if getattr(cls.from_config, "__func__", None) is getattr(Operator.from_config, "__func__", None):
+        params = inspect.signature(cls.__init__).parameters
+        named = {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(config) - set(named))
+            if unknown:
+                raise ExportError(
+                    f"{at}{type_name} config has unknown key(s) {unknown}; it takes {sorted(named)}"
+                )
+        missing = sorted(n for n, p in named.items() if p.default is p.empty and n not in config)
+        if missing:
+            raise ExportError(f"{at}{type_name} config is missing key(s) {missing}")
+    return config
+
+
+def _check_to_config(op: Operator, index: int) -> dict[str, Any]:
+    """``op.to_config()``, checked against the operator's ``Config`` when it declares one (a
+    config that would not load again is refused when it is written, not when it is served)."""
+    config = op.to_config()
+    spec = getattr(type(op), "Config", None)
+    if isinstance(spec, type) and issubclass(spec, msgspec.Struct):
+        try:
+            msgspec.convert(msgspec.to_builtins(config), spec)
+        except msgspec.ValidationError as exc:
+            raise ExportError(f"node {index}: {op.label}.to_config() does not match {op.label}.Config: {exc}") from None
+    return config
 
 
 class Ensemble:
@@ -128,7 +191,9 @@ class Ensemble:
         return {
             "format": FORMAT,
             "funnel_version": _core_version(),
-            "graph": self.graph.to_dict(),
+            "graph": self.graph.to_dict(
+                {b.index: _check_to_config(b.node.op, b.index) for b in self.graph.op_nodes}  # type: ignore[arg-type]
+            ),
             "operators": required,
         }
 
@@ -175,14 +240,23 @@ class Ensemble:
             raise ExportError(f"{graph_file} is not valid JSON: {exc}") from exc
         if data.get("format") != FORMAT:
             raise ExportError(f"{graph_file}: unsupported format {data.get('format')!r}, expected {FORMAT!r}")
-        return cls.from_dict(data, path / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code)
+        return cls.from_dict(data, path / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code, source=str(graph_file))
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False, trust_code: bool | None = None
+        cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False, trust_code: bool | None = None,
+        source: str = "the graph description",
     ) -> Ensemble:
-        """Rebuild from :meth:`to_dict` output and an artifact directory."""
+        """Rebuild from :meth:`to_dict` output and an artifact directory.
+
+        The description is checked first (:func:`funnel.graph.check_graph_data`: node
+        entries, parent indexes) and every operator config strictly (:func:`checked_config`);
+        errors name ``source``, the node and the key.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("graph"), dict):
+            raise ExportError(f"{source}: no 'graph' object; not a funnel graph description")
         graph_data = data["graph"]
+        check_graph_data(graph_data, source)
         hints = data.get("operators", {})
         ops: dict[int, Operator] = {}
         for entry in graph_data["nodes"]:
@@ -195,6 +269,7 @@ class Ensemble:
                 lambda op, index=entry["index"]: artifact_root / artifact_dir_name(index, op),
                 distribution=(hints.get(type_name) or {}).get("distribution"),
                 trust_code=trust_code,
+                where=f"{source}, node {entry['index']}",
             )
         graph = Graph.from_dict(graph_data, ops)
         ens = cls.__new__(cls)

@@ -12,7 +12,7 @@ from funnel.operator import Operator
 from funnel.schema import Schema
 from funnel.selector import ColumnSelector
 
-__all__ = ["Node", "Dependency", "Graph", "BoundNode"]
+__all__ = ["Node", "Dependency", "Graph", "BoundNode", "check_graph_data"]
 
 _ids = itertools.count()
 
@@ -198,6 +198,63 @@ def _bound_copy(node: Node) -> Node:
 
 def _all_ragged(schema: Schema) -> bool:
     return len(schema) > 0 and all(c.is_list and c.is_ragged for c in schema)
+
+
+_NODE_KINDS = ("select", "op", "concat", "drop")
+
+
+def check_graph_data(data: Any, source: str = "the graph description") -> None:
+    """Check the structure of :meth:`Graph.to_dict` output before anything is rebuilt.
+
+    Raises ExportError naming ``source``, the node and what is wrong: a node entry without
+    ``index``/``kind``/``parents``, an unknown kind, a parent or dependency index that is not
+    an earlier node, an op entry without ``type``/``config``, a missing ``output`` node.
+    """
+    from funnel.errors import ExportError  # noqa: PLC0415
+
+    def fail(what: str) -> ExportError:
+        return ExportError(f"{source}: {what} (the file was hand-edited or is corrupt; export the graph again)")
+
+    if not isinstance(data, Mapping):
+        raise fail("'graph' must be an object")
+    for key in ("request_schema", "output", "nodes"):
+        if key not in data:
+            raise fail(f"'graph' has no {key!r} key")
+    nodes = data["nodes"]
+    if not isinstance(nodes, list) or not nodes:
+        raise fail("'graph.nodes' must be a non-empty list")
+    seen: set[int] = set()
+    for pos, entry in enumerate(nodes):
+        if not isinstance(entry, Mapping):
+            raise fail(f"node entry {pos} is not an object")
+        for key in ("index", "kind", "parents"):
+            if key not in entry:
+                raise fail(f"node entry {pos} has no {key!r} key")
+        index, kind, parents = entry["index"], entry["kind"], entry["parents"]
+        if not isinstance(index, int) or isinstance(index, bool) or index in seen:
+            raise fail(f"node entry {pos} has index {index!r}; indexes are distinct integers")
+        if kind not in _NODE_KINDS:
+            raise fail(f"node {index} has kind {kind!r}; expected one of {list(_NODE_KINDS)}")
+        if not isinstance(parents, list):
+            raise fail(f"node {index}: 'parents' must be a list of node indexes")
+        for parent in parents:
+            if parent not in seen:
+                raise fail(
+                    f"node {index} names parent {parent!r}, which is not an earlier node "
+                    f"(nodes so far: {sorted(seen)})"
+                )
+        if kind == "op":
+            op = entry.get("op")
+            if not isinstance(op, Mapping) or "type" not in op or "config" not in op:
+                raise fail(f"node {index} (op) needs an 'op' object with 'type' and 'config'")
+            for name, dep in (entry.get("dep_parents") or {}).items():
+                if dep not in seen:
+                    raise fail(f"node {index}: dependency {name!r} names node {dep!r}, which is not an earlier node")
+        elif kind == "select" and "columns" not in entry:
+            raise fail(f"node {index} (select) has no 'columns'")
+        seen.add(index)
+    if data["output"] not in seen:
+        raise fail(f"'graph.output' is {data['output']!r}, which is not a node (nodes: {sorted(seen)})")
 
 
 class Graph:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from funnel.casting import cast_lossless, check_castable
@@ -32,6 +33,11 @@ class Cast(Operator):
 
     type_name = "funnel.Cast"
     rowwise = True
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly when an export is loaded."""
+
+        dtypes: dict[str, str]
 
     def __init__(self, dtypes: Mapping[str, str]) -> None:
         if not isinstance(dtypes, Mapping) or not dtypes:
@@ -77,6 +83,11 @@ class Select(Operator):
 
     type_name = "funnel.Select"
 
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly when an export is loaded."""
+
+        columns: list[str]
+
     def __init__(self, columns: Iterable[str]) -> None:
         names = [columns] if isinstance(columns, str) else list(columns)
         if not names or not all(isinstance(n, str) for n in names):
@@ -97,6 +108,11 @@ class Rename(Operator):
     """Rename columns: ``Rename({"output_0": "score"})``; other columns pass through."""
 
     type_name = "funnel.Rename"
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly when an export is loaded."""
+
+        mapping: dict[str, str]
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         if not isinstance(mapping, Mapping) or not mapping:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from funnel.errors import SchemaError
@@ -26,6 +27,12 @@ class FilterCandidates(Operator):
     """
 
     type_name = "funnel.FilterCandidates"
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly when an export is loaded."""
+
+        filter_out: str
+        input_col: str | None
 
     def __init__(self, filter_out: Any, input_col: str | None = None) -> None:
         self.filter_out = Dependency(filter_out)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from funnel.errors import SchemaError
+import msgspec
+
 from funnel.graph import Dependency
 from funnel.operator import Operator
 from funnel.schema import Schema
@@ -29,6 +31,13 @@ class UnrollFeatures(Operator):
     """
 
     type_name = "funnel.UnrollFeatures"
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly when an export is loaded."""
+
+        item_id_col: str
+        unroll_cols: list[str]
+        unrolled_prefix: str
 
     def __init__(self, item_id_col: str, unroll_cols: Any, unrolled_prefix: str = "") -> None:
         if not isinstance(item_id_col, str):

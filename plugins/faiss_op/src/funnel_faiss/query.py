@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import faiss
+import msgspec
 import numpy as np
 
 from funnel.errors import ArtifactError, SchemaError
@@ -83,6 +84,19 @@ class QueryFaiss(Operator):
     """
 
     type_name: ClassVar[str] = "faiss.QueryFaiss"
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+
+        topk: int
+        nprobe: int | None
+        ef_search: int | None
+        query_col: str | None
+        output_col: str
+        include_distances: bool
+        distance_col: str
+        use_gpu: bool | str
+        dimension: int | None
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import msgspec
 import numpy as np
 from funnel.errors import ArtifactError, SchemaError
 from funnel.operator import Operator
@@ -118,6 +119,21 @@ class QueryFeast(Operator):
     """
 
     type_name = "feast.QueryFeast"
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+
+        repo_path: str
+        view: str
+        column: str
+        entity: str
+        entity_dtype: str
+        features: list[tuple[str, str]]
+        output_prefix: str | None
+        include_id: bool
+        include_found: bool
+        cache_size: int
+        cache_ttl: float
     #: config keys the serving environment overrides (funnel.storage accepts these absolute paths)
     config_env_overrides: ClassVar[dict[str, tuple[str, ...]]] = {
         "repo_path": (REPO_PATH_ENV, f"{REPO_PATH_ENV}__<VIEW>"),

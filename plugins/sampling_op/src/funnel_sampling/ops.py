@@ -18,6 +18,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import numpy as np
 from funnel.errors import SchemaError
 from funnel.graph import Dependency
@@ -219,6 +220,18 @@ class SoftmaxSampling(_Ordering):
 
     type_name = "sampling.SoftmaxSampling"
 
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+
+        relevance_col: str
+        topk: int
+        input_col: str | None
+        pad_id: int | str | None
+        pad_score: float
+        temperature: float | None
+        textbook_temperature: float | None
+        seed: int | None
+
     def __init__(
         self,
         relevance_col: Any,
@@ -286,6 +299,15 @@ class TopK(_Ordering):
     """
 
     type_name = "sampling.TopK"
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+
+        relevance_col: str
+        topk: int
+        input_col: str | None
+        pad_id: int | str | None
+        pad_score: float
 
     def _keys(self, scores: np.ndarray) -> np.ndarray:
         return scores

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 from funnel.casting import cast_lossless, check_castable
 from funnel.errors import ArtifactError, SchemaError
@@ -180,6 +181,22 @@ class PredictTensorflow(Operator):
 
     type_name = "tf.PredictTensorflow"
     rowwise = True
+
+    class TensorConfig(msgspec.Struct, forbid_unknown_fields=True):
+        """One signature tensor: name, dtype, shape (batch dimension first, ``None`` = any)."""
+
+        name: str
+        dtype: str
+        shape: list[int | None]
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+
+        signature: str
+        inputs: list[PredictTensorflow.TensorConfig]
+        outputs: list[PredictTensorflow.TensorConfig]
+        intra_op_threads: int | None
+        inter_op_threads: int | None
 
     def __init__(
         self,
@@ -351,12 +368,13 @@ class PredictTensorflow(Operator):
 
     # -- config and artifacts ---------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"signature": self.signature, "inputs": self.inputs, "outputs": self.outputs}
-        if self.intra_op_threads is not None:
-            config["intra_op_threads"] = self.intra_op_threads
-        if self.inter_op_threads is not None:
-            config["inter_op_threads"] = self.inter_op_threads
-        return config
+        return {
+            "signature": self.signature,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+        }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PredictTensorflow:
