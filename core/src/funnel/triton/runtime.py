@@ -288,9 +288,14 @@ class _FunnelModel:
             print(message, file=sys.stderr, flush=True)
 
     def _run_group(self, items: list[tuple[int, Table]], responses: list[Any]) -> None:
-        """Run requests merged; answer each exactly once. A failing merged run is logged and
-        halved until the failing request is alone, so the good requests of a batch are
-        answered by a run that succeeded and the failing one gets its own error."""
+        """Run requests merged; answer each exactly once.
+
+        A failing merged run is logged. When the failure is a client fault (RequestError /
+        SchemaError: some request's data), each request then runs alone once, so the failing
+        one gets its own 400 and the others their answers; no request runs more than twice.
+        A server fault (anything else) answers every request of the batch with that error
+        once, without re-running: re-running would repeat every side effect and random draw.
+        """
         try:
             if len(items) == 1:
                 outs = [self._run(items[0][1])]
@@ -298,17 +303,23 @@ class _FunnelModel:
                 merged = self._run(Table.concat([t for _, t in items]))
                 outs = merged.split([t.num_rows for _, t in items])
             answered = [self._respond(part) for part in outs]
-        except Exception as exc:  # noqa: BLE001 - becomes the failing request's error response
+        except Exception as exc:  # noqa: BLE001 - becomes error responses, never swallowed
             if len(items) == 1:
                 responses[items[0][0]] = self._error(exc)
                 return
+            isolate = client_fault(exc)
             self._log_warn(
                 f"funnel: model {self.model_name!r}: a merged batch of {len(items)} requests failed "
-                f"({type(exc).__name__}: {exc}); splitting it to isolate the failing request"
+                f"({type(exc).__name__}: {exc}); "
+                + ("running each request alone once to isolate the failing one" if isolate else
+                   "a server fault: every request of the batch gets this error (not re-run)")
             )
-            half = len(items) // 2
-            self._run_group(items[:half], responses)
-            self._run_group(items[half:], responses)
+            if not isolate:
+                for i, _ in items:
+                    responses[i] = self._error(exc)
+                return
+            for item in items:
+                self._run_group([item], responses)
             return
         for (i, _), response in zip(items, answered):
             responses[i] = response

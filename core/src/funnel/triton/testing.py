@@ -19,7 +19,7 @@ from funnel.ops.unroll import UnrollFeatures
 from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table
 
-__all__ = ["LinearScore", "TopByScore", "demo_ensemble", "demo_request"]
+__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "demo_ensemble", "demo_request"]
 
 
 class LinearScore(Operator):
@@ -78,6 +78,41 @@ class TopByScore(Operator):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TopByScore:
         return cls(**config)
+
+
+class RaiseOnValue(Operator):
+    """Fault-injection test op: passes ``column`` through as ``checked``; raises RequestError
+    when it holds ``client_value`` and RuntimeError (a server fault) when it holds
+    ``server_value``. Each call appends its row count to ``calls_file`` (when set), so a test
+    can count how often requests ran."""
+
+    def __init__(self, column: str = "user_id", client_value: int = -666, server_value: int = -777,
+                 calls_file: str = "") -> None:
+        self.column = column
+        self.client_value = int(client_value)
+        self.server_value = int(server_value)
+        self.calls_file = calls_file
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        self.require(input_schema, [self.column])
+        return Schema([ColumnSchema("checked", input_schema[self.column].dtype)])
+
+    def transform(self, table: Table) -> Table:
+        from funnel.errors import RequestError  # noqa: PLC0415
+
+        values = np.asarray(table[self.column])
+        if self.calls_file:
+            with open(self.calls_file, "a") as f:
+                f.write(f"{values.size}\n")
+        if (values == self.client_value).any():
+            raise RequestError(f"column {self.column!r} holds {self.client_value}, which this test op refuses")
+        if (values == self.server_value).any():
+            raise RuntimeError(f"injected server fault on {self.server_value}")
+        return Table({"checked": values.copy()})
+
+    def to_config(self) -> dict[str, Any]:
+        return {"column": self.column, "client_value": self.client_value, "server_value": self.server_value,
+                "calls_file": self.calls_file}
 
 
 def _host(arr: Any) -> np.ndarray:
