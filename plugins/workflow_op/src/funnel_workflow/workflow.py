@@ -38,6 +38,24 @@ _SAMPLE_ROWS = 10_000
 
 
 # -- partition runners -------------------------------------------------------------------------
+def _register_pickling() -> None:
+    """Dask ships tasks (and the graph objects they reference) pickled; core's immutable
+    selector/schema classes need reducers for that."""
+    import copyreg  # noqa: PLC0415
+
+    from funnel.schema import ColumnSchema  # noqa: PLC0415
+
+    def selector(sel: ColumnSelector) -> Any:
+        return (type(sel), (list(sel.names), list(sel.tags)))
+
+    copyreg.pickle(ColumnSelector, selector)
+    for sub in ColumnSelector.__subclasses__():
+        copyreg.pickle(sub, selector)
+    copyreg.pickle(ColumnSchema, lambda c: (ColumnSchema.from_dict, (c.to_dict(),)))
+    copyreg.pickle(Schema, lambda s: (Schema.from_dict, (s.to_dict(),)))
+
+
+
 class _Eager:
     delayed = False
 
@@ -60,6 +78,7 @@ class _Delayed:
     def __init__(self) -> None:
         import dask  # noqa: PLC0415
 
+        _register_pickling()
         self.dask = dask
 
     def map(self, fn: Callable[..., Any], *lists: list[Any]) -> list[Any]:
