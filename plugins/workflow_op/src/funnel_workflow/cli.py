@@ -14,8 +14,13 @@ def _load(path: str, trust_code: bool):  # noqa: ANN202
     from funnel.errors import FunnelError  # noqa: PLC0415
     from funnel_workflow import Workflow  # noqa: PLC0415
 
+    from funnel_workflow.code import UntrustedCodeError  # noqa: PLC0415
+
     try:
         return Workflow.load(path, trust_code=trust_code or None)
+    except UntrustedCodeError as exc:
+        raise click.ClickException(f"{exc}. On the command line: read it (funnel workflow info {path}), "
+                                   "then pass --trust-code") from exc
     except FunnelError as exc:
         raise click.ClickException(str(exc)) from exc
 
