@@ -94,17 +94,15 @@ class LambdaOp(Operator):
         out: dict[str, Any] = {}
         for name in cols:
             col = table[name]
-            series = pd.Series(col, name=name) if not isinstance(col, Ragged) else table_to_frame(
-                Table({name: col}))[name]
+            if isinstance(col, Ragged):
+                series = table_to_frame(Table({name: col}))[name]
+            else:
+                series = pd.Series(col, name=name, copy=False)
             result = self.f(series, frame) if self._arity >= 2 else self.f(series)
-            out[name] = result
-        frame_out = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
-                                  for k, v in out.items()}, index=pd.RangeIndex(table.num_rows))
-        result_table = frame_to_table(frame_out, cols, self.label)
+            out[name] = _column_of(result, name, table.num_rows, self.label)
         if self.dtype is not None:
-            result_table = Table({k: rewrap(v, values_of(v).astype(self.dtype)) for k, v in result_table.items()},
-                                 num_rows=table.num_rows)
-        return result_table
+            out = {k: rewrap(v, values_of(v).astype(self.dtype)) for k, v in out.items()}
+        return Table(out, num_rows=table.num_rows)
 
     def transform_df(self, col_selector: ColumnSelector, df: Any) -> Any:
         for name in col_selector.names:
@@ -124,6 +122,27 @@ class LambdaOp(Operator):
         if isinstance(self.dependency, (str, list, tuple)):
             cfg["dependency"] = self.dependency
         return {**cfg, **self.base_config()}
+
+
+def _column_of(result: Any, name: str, rows: int, where: str) -> Any:
+    """A LambdaOp result (Series, array, list column) as a Table column of ``rows`` rows."""
+    import pandas as pd  # noqa: PLC0415
+
+    if isinstance(result, pd.Series):
+        if result.dtype == object or isinstance(result.dtype, pd.DatetimeTZDtype) or str(result.dtype) in (
+                "category", "string", "str"):
+            return frame_to_table(result.reset_index(drop=True).to_frame(name), [name], where)[name]
+        arr = result.to_numpy()
+    else:
+        arr = np.asarray(result)
+        if arr.dtype == object:
+            return frame_to_table(pd.DataFrame({name: pd.Series(list(arr), dtype=object)}), [name], where)[name]
+    if arr.ndim == 0:
+        raise OperatorError(f"{where}: the function returned a scalar for column {name!r}; return one value per row")
+    if arr.shape[0] != rows:
+        raise OperatorError(f"{where}: the function returned {arr.shape[0]} values for column {name!r} with {rows} "
+                            "rows; return one value per row")
+    return arr
 
 
 class Rename(Operator):
