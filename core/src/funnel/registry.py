@@ -263,6 +263,14 @@ def get_operator(type_name: str, distribution: str | None = None, trust_code: bo
     if dist is not None:
         failed = broken
         cause = f" (it is installed but failed to load: {failed[0].error})" if failed else ""
+        restrict = os.environ.get("FUNNEL_LOAD_PLUGINS")
+        if not failed and restrict is not None and _version(dist) is not None:
+            raise PluginNotInstalled(
+                f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is installed "
+                f"but not loaded: FUNNEL_LOAD_PLUGINS={restrict!r} leaves it out. Add {dist!r} to "
+                "FUNNEL_LOAD_PLUGINS (or unset it)",
+                distribution=dist,
+            )
         raise PluginNotInstalled(
             f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is not "
             f"loaded{cause}. Install it with: pip install {dist}",

@@ -23,7 +23,7 @@ from funnel.errors import FunnelError, OperatorError, RequestError, SchemaError
 from funnel.executor import apply_operator, validate_request
 from funnel.schema import Schema
 from funnel.table import Table, array_module
-from funnel.triton.wire import VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
+from funnel.triton.wire import REQUEST, VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
 
 __all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2", "client_fault", "DEFAULT_MAX_REQUEST_ROWS"]
 
@@ -140,6 +140,14 @@ def client_fault(exc: BaseException) -> bool:
     return isinstance(exc, OperatorError) and isinstance(exc.__cause__, (RequestError, SchemaError))
 
 
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _trim_memory() -> None:
     """Return freed heap pages to the OS (glibc's malloc_trim): large requests otherwise leave
     the stub's resident memory at its peak for good."""
@@ -174,6 +182,8 @@ class _FunnelModel:
         self.model_config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
         self.device = params.get("FUNNEL_DEVICE", "cpu")
+        #: "rows" (Triton's batch convention, executor exports of scalar-only requests) or "request"
+        self.wire_form = params.get("FUNNEL_WIRE_FORM", "") or REQUEST
         self.model_name = str(args.get("model_name", "funnel"))
         raw_limit = params.get("FUNNEL_MAX_REQUEST_ROWS", "") or str(DEFAULT_MAX_REQUEST_ROWS)
         try:
@@ -207,15 +217,29 @@ class _FunnelModel:
         gc.collect()
         gc.freeze()  # long-lived model objects out of the collector's sight: cuts tail latency
 
+    @staticmethod
+    def _check_request_id(request: Any) -> None:
+        """Refuse a request id that is not UTF-8: Triton echoes the id into the JSON response
+        unescaped, which would make the answer invalid JSON."""
+        try:
+            rid = request.request_id()
+        except UnicodeDecodeError:
+            rid = None
+        except Exception:  # noqa: BLE001 - a backend without request ids: nothing to check
+            return
+        if rid is None or (isinstance(rid, bytes) and not _utf8(rid)) or (isinstance(rid, str) and not _utf8(rid.encode("utf-8", "surrogateescape"))):
+            raise RequestError("the request id is not valid UTF-8 (Triton would echo it raw into the JSON answer); send a UTF-8 id")
+
     def _decode(self, request: Any) -> Table:
         pb_utils = _pb()
+        self._check_request_id(request)
         tensors: dict[str, Any] = {}
         for name in self._input_names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is not None:
                 tensors[name] = _read(tensor)
         self._check_rows(tensors)
-        table = decode_table(tensors, self.input_schema)
+        table = decode_table(tensors, self.input_schema, form=self.wire_form)
         if table.num_rows == 0:
             raise RequestError("request has 0 rows; send at least one row")
         if self.max_rows and table.num_rows > self.max_rows:
@@ -266,7 +290,7 @@ class _FunnelModel:
     def _respond(self, table: Table) -> Any:
         pb_utils = _pb()
         out = []
-        for name, arr in encode_table(table, self.output_schema).items():
+        for name, arr in encode_table(table, self.output_schema, form=self.wire_form).items():
             want = self._dtypes.get(name[: -len(VALUES)] if name.endswith(VALUES) else name)
             if want is not None and want != object and arr.dtype != want:
                 arr = arr.astype(want)

@@ -257,6 +257,11 @@ class TritonServer:
         return {ADMIN_HEADER: self.admin_key}
 
     @property
+    def admin_grpc_headers(self) -> dict[str, str]:
+        """The gRPC metadata that opens the restricted APIs (Triton prefixes the key's name)."""
+        return {f"triton-grpc-protocol-{ADMIN_HEADER}": self.admin_key}
+
+    @property
     def log(self) -> str:
         """The server's log so far."""
         if self._log_path is None or not self._log_path.exists():
