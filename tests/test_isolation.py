@@ -22,6 +22,7 @@ PLUGINS = {
     "plugins/faiss_op": ("", "faiss", "funnel-faiss"),
     "plugins/feast_op": ("[redis]", "feast", "funnel-feast"),
     "plugins/tf_op": ("[cpu]", "tf", "funnel-tensorflow"),
+    "plugins/workflow_op": ("[dask]", "workflow", "funnel-workflow"),
 }
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}
 TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis"]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import dask.dataframe as dd  # funnel-workflow[dask]
+import distributed
 import numpy as np
 import pytest
 import workflow_session_etl as session_etl
 
-dd = pytest.importorskip("dask.dataframe", reason="funnel-workflow[dask] is not installed")
-distributed = pytest.importorskip("distributed", reason="funnel-workflow[dask] is not installed")
-
-import funnel_workflow as nvt  # noqa: E402
-from funnel_workflow import ops  # noqa: E402
+import funnel_workflow as nvt
+from funnel_workflow import ops
 
 
 @pytest.fixture(scope="module")
