@@ -34,12 +34,14 @@ CAT = "category-list_seq"
 class T4RStandIn(torch.nn.Module):
     """Transformers4Rec-style serving signature, plain PyTorch."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_items: int = N_ITEMS, max_len: int = MAX_LEN, dim: int = 16) -> None:
         super().__init__()
-        self.items = torch.nn.Embedding(N_ITEMS, 16, padding_idx=0)
+        self.max_len = max_len
+        self.dim = dim
+        self.items = torch.nn.Embedding(n_items, dim, padding_idx=0)
         self.cats = torch.nn.Embedding(N_CATS, 4, padding_idx=0)
-        self.gru = torch.nn.GRU(20, 16, batch_first=True)
-        self.out = torch.nn.Linear(16, N_ITEMS)
+        self.gru = torch.nn.GRU(dim + 4, dim, batch_first=True)
+        self.out = torch.nn.Linear(dim, n_items)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         values = inputs[ITEM + "__values"]
@@ -47,12 +49,12 @@ class T4RStandIn(torch.nn.Module):
         cats = inputs[CAT + "__values"]
         lengths = offsets[1:] - offsets[:-1]
         rows = lengths.shape[0]
-        row_ids = torch.repeat_interleave(torch.arange(rows), lengths)
-        pos = torch.arange(values.shape[0]) - torch.repeat_interleave(offsets[:-1], lengths)
-        x = torch.zeros(rows, MAX_LEN, 20)
+        row_ids = torch.repeat_interleave(torch.arange(rows, device=values.device), lengths)
+        pos = torch.arange(values.shape[0], device=values.device) - torch.repeat_interleave(offsets[:-1], lengths)
+        x = torch.zeros(rows, self.max_len, self.dim + 4, device=values.device)
         x[row_ids, pos] = torch.cat([self.items(values), self.cats(cats)], dim=1)
         h, _ = self.gru(x)
-        last = h[torch.arange(rows), (lengths - 1).clamp(min=0)]
+        last = h[torch.arange(rows, device=values.device), (lengths - 1).clamp(min=0)]
         return self.out(last)
 
 
@@ -67,16 +69,16 @@ class PaddedSession(torch.nn.Module):
         self.out = torch.nn.Linear(16, N_ITEMS)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(item_ids.shape[1]).unsqueeze(0)
+        positions = torch.arange(item_ids.shape[1], device=item_ids.device).unsqueeze(0)
         x = self.items(item_ids) + self.pos(positions)
         h, _ = self.attn(x, x, x, need_weights=False)
         return self.out(h.mean(dim=1))
 
 
 class Ranker(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, n_items: int = N_ITEMS) -> None:
         super().__init__()
-        self.items = torch.nn.Embedding(N_ITEMS, 8)
+        self.items = torch.nn.Embedding(n_items, 8)
         self.mlp = torch.nn.Sequential(torch.nn.Linear(9, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
 
     def forward(self, user_age: torch.Tensor, item_id: torch.Tensor) -> torch.Tensor:
@@ -84,11 +86,12 @@ class Ranker(torch.nn.Module):
         return torch.sigmoid(self.mlp(x))
 
 
-def sessions(seed: int, rows: int, max_len: int = MAX_LEN) -> tuple[Ragged, Ragged]:
-    """Random sessions: item ids 1.. and categories 1.., as ragged list columns."""
+def sessions(seed: int, rows: int, max_len: int = MAX_LEN, n_items: int = N_ITEMS,
+             fixed: bool = False) -> tuple[Ragged, Ragged]:
+    """Random sessions (``fixed``: all of ``max_len`` items): item ids 1.. and categories 1.., as ragged lists."""
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, max_len + 1, rows)
-    items = rng.integers(1, N_ITEMS, int(lengths.sum())).astype("int64")
+    lengths = np.full(rows, max_len) if fixed else rng.integers(1, max_len + 1, rows)
+    items = rng.integers(1, n_items, int(lengths.sum())).astype("int64")
     cats = rng.integers(1, N_CATS, int(lengths.sum())).astype("int64")
     return Ragged.from_lengths(items, lengths), Ragged.from_lengths(cats, lengths)
 
