@@ -98,12 +98,7 @@ def score_cmd(graph: str, source: str, output: str, scheduler: str | None, worke
     file, directory or glob holding the request columns; OUTPUT a directory that receives one
     part.NNNNN.parquet per partition with the graph's output schema (list columns as lists).
     """
-    env = {}
-    for pair in env_pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
-        env[name] = value
+    env = _env_option(env_pairs)
     from funnel.dask import DaskExecutor  # noqa: PLC0415
 
     try:
@@ -114,6 +109,59 @@ def score_cmd(graph: str, source: str, output: str, scheduler: str | None, worke
         raise _fail(exc) from exc
     click.echo(f"scored {result.rows} rows in {result.partitions} partition(s) in {result.seconds:.1f} s "
                f"({result.rows_per_second:.0f} rows/s) → {result.output}")
+
+
+def _env_option(env_pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in env_pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    return env
+
+
+@deploy_group.command("kserve")
+@click.argument("repository", type=click.Path(exists=True, file_okay=False))
+@click.option("--storage-uri", required=True,
+              help="Where the repository was pushed: s3://BUCKET/PATH or s3://HOST:PORT/BUCKET/PATH (S3-compatible).")
+@click.option("--image", required=True,
+              help="Triton image with funnel and the export's plugins installed (docs/deploy.md has a Dockerfile).")
+@click.option("--name", default="funnel", show_default=True, help="InferenceService name.")
+@click.option("--namespace", default=None)
+@click.option("--replicas", type=int, default=1, show_default=True, help="Replicas (pods); each runs every model instance.")
+@click.option("--max-replicas", type=int, default=None, help="Autoscale up to this many replicas (default: --replicas).")
+@click.option("--cpu", default="2", show_default=True, help="CPU per replica (requests = limits).")
+@click.option("--memory", default="4Gi", show_default=True, help="Memory per replica.")
+@click.option("--gpus", type=int, default=None, help="GPUs per replica (default: 1 for a KIND_GPU export, else 0).")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Serve-time variable, e.g. FUNNEL_FEAST_REPO_PATH=/mnt/feature_repo (repeatable).")
+@click.option("--credentials-secret", default="funnel-s3-credentials", show_default=True,
+              help="Secret holding AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (created by you, never written here).")
+@click.option("--service-account", default=None, help="Use this existing service account instead of writing one.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the YAML here (default: stdout).")
+def deploy_kserve_cmd(repository: str, storage_uri: str, image: str, name: str, namespace: str | None, replicas: int,
+                      max_replicas: int | None, cpu: str, memory: str, gpus: int | None, env_pairs: tuple[str, ...],
+                      credentials_secret: str, service_account: str | None, output: str | None) -> None:
+    """Write a KServe InferenceService manifest serving REPOSITORY (an export, pushed to
+    --storage-uri with `funnel repo push`) on KServe's Triton runtime."""
+    from funnel.deploy import kserve_manifest, to_yaml  # noqa: PLC0415
+
+    try:
+        docs = kserve_manifest(
+            repository, storage_uri=storage_uri, image=image, name=name, namespace=namespace, replicas=replicas,
+            max_replicas=max_replicas, cpu=cpu, memory=memory, gpus=gpus, env=_env_option(env_pairs),
+            credentials_secret=credentials_secret, service_account=service_account,
+        )
+    except FunnelError as exc:
+        raise _fail(exc) from exc
+    text = to_yaml(docs)
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+        click.echo(f"wrote {output}: kubectl apply -f {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 def register(cli: click.Group) -> None:

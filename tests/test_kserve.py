@@ -1,0 +1,131 @@
+"""`funnel deploy kserve`: InferenceService manifests validated against the kserve package's
+model classes (kserve.V1beta1InferenceService and the Kubernetes classes it nests); no cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from funnel import ColumnSchema, Ensemble, Schema
+from funnel.cli import cli
+from funnel.deploy import DeployError, kserve_manifest, read_repository, validate_manifest
+
+IMAGE = "registry.example.com/recsys/funnel-triton:24.10"
+
+
+@pytest.fixture(scope="module")
+def faiss_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Ensemble:
+    from funnel_faiss import QueryFaiss, build_index  # noqa: PLC0415
+
+    index = build_index(np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32))
+    return Ensemble(["query"] >> QueryFaiss(index, topk=5), Schema([ColumnSchema("query", "float32", dims=(4,))]))
+
+
+@pytest.fixture(scope="module")
+def cpu_repo(faiss_ensemble: Ensemble, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return faiss_ensemble.export(tmp_path_factory.mktemp("k") / "cpu", instance_count=3)
+
+
+@pytest.fixture(scope="module")
+def feast_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from funnel_feast import QueryFeast, build_feature_repo  # noqa: PLC0415
+
+    root = tmp_path_factory.mktemp("kf")
+    users = pd.DataFrame({"user_id": np.arange(1, 4, dtype=np.int64), "age": np.arange(3, dtype=np.int64)})
+    repo = build_feature_repo(root / "feast", {"user_features": ("user_id", users)}, project="kservetest")
+    ens = Ensemble(["user_id"] >> QueryFeast.from_feature_view(repo, "user_features", column="user_id"),
+                   Schema([ColumnSchema("user_id", "int64")]))
+    return ens.export(root / "repo")
+
+
+def test_cli_writes_a_valid_inference_service(cpu_repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak-this-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    out = tmp_path / "isvc.yaml"
+    result = CliRunner().invoke(cli, [
+        "deploy", "kserve", str(cpu_repo), "--storage-uri", "s3://minio.data:9000/models/recsys/v1", "--image", IMAGE,
+        "--name", "recsys", "--namespace", "ml", "--replicas", "2", "--max-replicas", "6", "--cpu", "4",
+        "--memory", "8Gi", "-o", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "do-not-leak-this-secret" not in text
+    sa, doc = list(yaml.safe_load_all(text))
+    assert sa["kind"] == "ServiceAccount" and sa["secrets"] == [{"name": "funnel-s3-credentials"}]
+    assert sa["metadata"]["annotations"] == {
+        "serving.kserve.io/s3-endpoint": "minio.data:9000", "serving.kserve.io/s3-usehttps": "0",
+        "serving.kserve.io/s3-region": "eu-west-1",
+    }
+    isvc = validate_manifest(doc)
+    import kserve  # noqa: PLC0415
+
+    assert isinstance(isvc, kserve.V1beta1InferenceService)
+    # what kserve serializes back is exactly what was written: no field was dropped as unknown
+    back = kserve.ApiClient().sanitize_for_serialization(isvc)
+    assert back["spec"]["predictor"]["model"].pop("name") == ""  # the class's own default
+    assert back == doc
+    pred = isvc.spec.predictor
+    assert (pred.min_replicas, pred.max_replicas, pred.service_account_name) == (2, 6, "recsys-s3")
+    model = pred.model
+    assert model.model_format.name == "triton" and model.protocol_version == "v2"
+    assert model.runtime == "kserve-tritonserver" and model.image == IMAGE
+    assert model.storage_uri == "s3://models/recsys/v1"  # KServe's form; the endpoint is on the service account
+    assert model.resources.limits == {"cpu": "4", "memory": "8Gi"} == model.resources.requests
+    assert model.readiness_probe.http_get.path == "/v2/health/ready"
+    assert model.liveness_probe.http_get.path == "/v2/health/live"
+    assert model.startup_probe.failure_threshold * model.startup_probe.period_seconds >= 300
+    assert "--strict-readiness=true" in model.args
+    assert isvc.metadata.annotations["funnel/instances-per-replica"] == "3 x cpu"
+    assert "funnel-faiss" in isvc.metadata.annotations["funnel/plugins"]
+
+
+def test_gpu_export_gets_a_gpu(faiss_ensemble: Ensemble, tmp_path: Path) -> None:
+    repo = faiss_ensemble.export(tmp_path / "gpu", instance_kind="gpu")
+    assert read_repository(repo).instance_kind == "gpu"
+    docs = kserve_manifest(repo, storage_uri="s3://bucket/models", image=IMAGE, service_account="ml-s3")
+    (doc,) = docs  # an existing service account: none written
+    model = validate_manifest(doc).spec.predictor.model
+    assert model.resources.limits["nvidia.com/gpu"] == "1"
+    with pytest.raises(DeployError, match="KIND_GPU.*--gpus >= 1"):
+        kserve_manifest(repo, storage_uri="s3://bucket/models", image=IMAGE, gpus=0)
+
+
+def test_feast_path_must_be_given_for_the_container(feast_repo: Path) -> None:
+    with pytest.raises(DeployError, match=r"--env FUNNEL_FEAST_REPO_PATH=PATH_IN_THE_CONTAINER.*repo_path"):
+        kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE)
+    docs = kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE,
+                           env={"FUNNEL_FEAST_REPO_PATH": "/mnt/feature_repo"})
+    model = validate_manifest(docs[-1]).spec.predictor.model
+    assert [(e.name, e.value) for e in model.env] == [("FUNNEL_FEAST_REPO_PATH", "/mnt/feature_repo")]
+    with pytest.raises(DeployError, match="credentials do not go into a manifest"):
+        kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE,
+                        env={"FUNNEL_FEAST_REPO_PATH": "/x", "AWS_SECRET_ACCESS_KEY": "s"})
+
+
+def test_validation_names_the_bad_field(cpu_repo: Path) -> None:
+    doc = kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1]
+    doc["spec"]["predictor"]["model"]["storageURI"] = doc["spec"]["predictor"]["model"].pop("storageUri")
+    with pytest.raises(DeployError, match=r"predictor\.model\.storageURI: not a field of V1beta1ModelSpec"):
+        validate_manifest(doc)
+    doc = kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1]
+    doc["spec"]["predictor"]["minReplicas"] = "two"
+    with pytest.raises(DeployError, match=r"minReplicas: expected int"):
+        validate_manifest(doc)
+    doc = kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1]
+    del doc["spec"]["predictor"]["model"]["modelFormat"]
+    with pytest.raises(DeployError, match="V1beta1ModelSpec: Invalid value for `model_format`"):
+        validate_manifest(doc)
+    for kwargs, message in (
+        ({"image": "funnel"}, "tagged image"),
+        ({"cpu": "lots"}, "not a Kubernetes quantity"),
+        ({"name": "Bad_Name"}, "DNS label"),
+        ({"storage_uri": "/local/repo"}, "storage-uri"),
+    ):
+        args = {"storage_uri": "s3://bucket/m", "image": IMAGE, **kwargs}
+        with pytest.raises(DeployError, match=message):
+            kserve_manifest(cpu_repo, **args)
