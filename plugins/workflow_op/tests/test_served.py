@@ -14,13 +14,41 @@ import tritonclient.http as httpclient
 import workflow_session_etl as session_etl
 
 from funnel import Ensemble
+from funnel.graph import Node
 from funnel.table import Ragged, Table
 from funnel.triton import TritonServer
 from funnel.triton.client import infer
-from funnel_workflow import TransformWorkflow, UntrustedCodeError
+import funnel_workflow as nvt
+from funnel_workflow import TransformWorkflow, UntrustedCodeError, ops
 
 pytestmark = pytest.mark.triton
 EXECUTOR, ENSEMBLE = "workflow", "workflow_ens"
+OPS, OPS_ENS = "workflow_ops", "workflow_ops_ens"
+
+
+def builtin_workflow(clicks: pd.DataFrame) -> nvt.Workflow:
+    """Built-in ops only (no code): a workflow that loads as data."""
+    prices = pd.DataFrame({"item_id": np.sort(clicks["item_id"].unique())})
+    prices["price"] = (prices["item_id"] % 13) * 0.5 + 1.0
+    cats = ["item_id", "category"] >> ops.Categorify(freq_threshold=2, num_buckets=3)
+    hashed = ["session_id"] >> ops.HashBucket(1000) >> ops.Rename(postfix="_hash")
+    ts = ["timestamp"] >> ops.LogOp() >> ops.Normalize() >> ops.Rename(postfix="_norm")
+    age = ["itemid_ts_first"] >> ops.NormalizeMinMax() >> ops.Clip(0.1, 0.9) >> ops.Rename(postfix="_mm")
+    bucket = ["category"] >> ops.Bucketize([5, 10]) >> ops.Rename(postfix="_bucket")
+    price = (["item_id"] >> ops.JoinExternal(prices, on="item_id"))["price"] >> ops.FillMissing(0.0)
+    features = ["session_id", "timestamp"] + cats + hashed + ts + age + bucket + price
+    grouped = features >> ops.Groupby(
+        "session_id", sort_cols=["timestamp"], name_sep="-",
+        aggs={"item_id": ["list", "count"], "category": ["list", "first"], "timestamp_norm": ["mean", "min", "max"],
+              "price": ["sum", "last", "list"], "itemid_ts_first_mm": ["list"], "category_bucket": ["last"],
+              "session_id_hash": ["first"]})
+    lists = grouped["item_id-list", "price-list"] >> ops.ListSlice(-4, 1_000_000) >> ops.Rename(postfix="_tail")
+    padded = grouped["category-list"] >> ops.ListSlice(0, 3, pad=True, pad_value=0)
+    out = grouped["session_id", "item_id-count", "category-first", "timestamp_norm-mean", "timestamp_norm-min",
+                  "timestamp_norm-max", "price-sum", "price-last", "itemid_ts_first_mm-list", "category_bucket-last",
+                  "session_id_hash-first"] + lists + padded
+    workflow = nvt.Workflow(out >> ops.AddTags(["feature"]))
+    return workflow.fit(nvt.Dataset(clicks))
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +63,24 @@ def ensemble(fitted):
 
 
 @pytest.fixture(scope="module")
-def server(ensemble, tmp_path_factory):
+def builtin(clicks):
+    wf = builtin_workflow(clicks)
+    cols = wf.input_schema.column_names
+    # an extra selection step gives the ensemble-mode step model another name
+    # ("2_TransformWorkflow") than the example's, so both fit in one repository
+    return wf, Ensemble(Node.coerce(cols)[cols] >> TransformWorkflow(wf), wf.input_schema)
+
+
+@pytest.fixture(scope="module")
+def server(ensemble, builtin, tmp_path_factory):
     base = tmp_path_factory.mktemp("wf_repos")
     ensemble.export(base / "exec", name=EXECUTOR, max_queue_delay_us=20000)
     ensemble.export(base / "ens", mode="ensemble", name=ENSEMBLE)
+    builtin[1].export(base / "ops", name=OPS)
+    builtin[1].export(base / "ops_ens", mode="ensemble", name=OPS_ENS)
     repo = base / "repo"
     repo.mkdir()
-    for src in (base / "exec", base / "ens"):
+    for src in (base / "exec", base / "ens", base / "ops", base / "ops_ens"):
         for model in src.iterdir():
             if model.is_dir():
                 shutil.copytree(model, repo / model.name)
@@ -145,4 +184,39 @@ def test_dynamic_batch_never_merges_sessions_of_two_requests(server, fitted, cli
 
 def _stats(server, model):
     stats = server.client("http").get_inference_statistics(model)["model_stats"][0]
-    return stats["inference_count"], stats["execution_count"]
+    # requests answered, and execute() calls (inference_count counts rows, not requests)
+    return int(stats["inference_stats"]["success"]["count"]), stats["execution_count"]
+
+
+@pytest.mark.parametrize("model", [OPS, OPS_ENS])
+@pytest.mark.parametrize("rows", [1, 5, 200])
+def test_builtin_ops_served_equal_offline(server, builtin, clicks, model, rows):
+    wf, ens = builtin
+    batch = last_rows(clicks, n=rows)
+    table = Table.from_pandas(batch, schema=wf.input_schema)
+    got = server.infer(table, model=model)
+    assert got == ens.transform(table)
+    offline = wf.transform(batch).compute()
+    assert got.num_rows == len(offline) == batch["session_id"].nunique()
+    for name in offline.columns:
+        col = got[name]
+        if isinstance(col, Ragged) or np.asarray(col).ndim == 2:
+            served = lists(col) if isinstance(col, Ragged) else np.asarray(col).tolist()
+            want = [np.asarray(v).tolist() for v in offline[name]]
+            if name.startswith("itemid_ts") or name.startswith("price"):
+                for a, b in zip(served, want):
+                    np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
+            else:
+                assert served == want, name
+        else:
+            np.testing.assert_allclose(np.asarray(col, dtype=float), offline[name].to_numpy(dtype=float),
+                                       rtol=1e-6, err_msg=name)
+    schema = ens.output_schema
+    assert schema["category-list"].dims == (3,) and "feature" in schema["price-sum"].tags
+
+
+def test_builtin_workflow_loads_without_trust(builtin, tmp_path, monkeypatch):
+    wf, _ = builtin
+    monkeypatch.delenv("FUNNEL_TRUST_CODE", raising=False)
+    loaded = nvt.Workflow.load(wf.save(tmp_path / "wf"))
+    assert loaded.output_schema == wf.output_schema
