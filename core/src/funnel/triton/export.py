@@ -20,7 +20,7 @@ from funnel.errors import ExportError
 from funnel.triton import config as cfg
 from funnel.registry import operators, trust_code_enabled as trust_enabled
 from funnel.triton.runtime import DEFAULT_MAX_REQUEST_ROWS
-from funnel.triton.wire import tensor_specs
+from funnel.triton.wire import REQUEST, tensor_specs, wire_form
 
 if TYPE_CHECKING:
     from funnel.ensemble import Ensemble
@@ -218,15 +218,16 @@ def _write_executor(
     ensemble.write_artifacts(version_dir / "artifacts")
     (version_dir / GRAPH_FILE).write_bytes(dumps_json(graph))
     (version_dir / "model.py").write_text(EXECUTOR_SHIM)
+    form = wire_form(ensemble.input_schema) if max_batch_size > 0 else REQUEST  # docs/serving.md, "Wire format"
     text = cfg.python_model_config(
         name,
-        tensor_specs(ensemble.input_schema),
-        tensor_specs(ensemble.output_schema),
+        tensor_specs(ensemble.input_schema, form=form),
+        tensor_specs(ensemble.output_schema, form=form),
         max_batch_size=max_batch_size,
         dynamic_batching=dynamic_batching,
         instance_kind=instance_kind,
         instance_count=instance_count,
-        parameters={"FUNNEL_DEVICE": instance_kind, **parameters},
+        parameters={"FUNNEL_DEVICE": instance_kind, "FUNNEL_WIRE_FORM": form, **parameters},
         max_queue_delay_us=max_queue_delay_us,
     )
     (model_dir / "config.pbtxt").write_text(text)

@@ -19,7 +19,7 @@ from funnel.ops.unroll import UnrollFeatures
 from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table
 
-__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "demo_ensemble", "demo_request"]
+__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_ensemble", "demo_request", "rows_ensemble"]
 
 
 class LinearScore(Operator):
@@ -148,3 +148,38 @@ def demo_request(rows: int, seed: int = 0) -> Table:
         "candidates": Ragged.from_lists(cand, dtype="int64"),
         "seen": Ragged.from_lists(seen, dtype="int64"),
     })
+
+
+class UserCandidates(Operator):
+    """Test retrieval for a scalar-only request: user ``u`` gets the ``u % k + 1`` candidates
+    ``u*10 .. u*10 + u % k`` (a list column of varying length, possibly empty for ``u < 0``),
+    their scores ``candidate / 10`` (float32), and ``best`` (its first candidate, or -1)."""
+
+    def __init__(self, k: int = 3) -> None:
+        self.k = int(k)
+
+    def compute_output_schema(self, input_schema: Schema) -> Schema:
+        self.require(input_schema, ["user_id"], dtype_kinds="iu", list_column=False)
+        return Schema([
+            ColumnSchema("candidates", "int64", dims=(None,)),
+            ColumnSchema("scores", "float32", dims=(None,)),
+            ColumnSchema("best", "int64"),
+        ])
+
+    def transform(self, table: Table) -> Table:
+        users = np.asarray(table["user_id"]).astype(np.int64)
+        lists = [[] if u < 0 else [u * 10 + j for j in range(u % self.k + 1)] for u in users.tolist()]
+        cands = Ragged.from_lists(lists, dtype="int64")
+        return Table({
+            "candidates": cands,
+            "scores": Ragged(cands.values.astype(np.float32) / np.float32(10), cands.offsets, validate=False),
+            "best": np.array([r[0] if r else -1 for r in lists], dtype=np.int64),
+        })
+
+    def to_config(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+
+def rows_ensemble(k: int = 3) -> Ensemble:
+    """A graph whose request is scalars only (``user_id``): exported in the rows wire form."""
+    return Ensemble(["user_id"] >> UserCandidates(k), Schema([ColumnSchema("user_id", "int64")]))

@@ -1,7 +1,17 @@
 """How a funnel Table travels as Triton tensors (shared by the exporter, runtime and client).
 
-Every tensor carries a leading dimension of 1: one Triton "batch item" is one request
-table. Dense columns travel as ``<col>`` with shape ``[1, rows, ...]``; ragged list columns
+Two forms (docs/serving.md, "Wire format"):
+
+* **rows** (``ROWS``) — Triton's own convention, used by executor-mode exports whose request
+  columns are all scalars (one value per row, e.g. ``user_id``): the rows are Triton's batch
+  dimension. A request column travels as ``<col>`` ``[B, 1]``; outputs come back batch-first:
+  a scalar column as ``[B, 1]``, a fixed-size column as ``[B, ...]``, a list column as
+  ``<col>`` ``[B, L]`` padded on the right (``-1`` for signed ids, the largest value for
+  unsigned ids, ``0.0`` for floats, ``False``/``""``) with its lengths in
+  ``<col>__lengths`` ``[B, 1]`` (INT64). ``max_batch_size`` counts rows.
+* **request** (``REQUEST``) — every other graph (list columns in the request) and every
+  ensemble-mode model. Every tensor carries a leading dimension of 1: one Triton "batch item" is one request
+  table. Dense columns travel as ``<col>`` with shape ``[1, rows, ...]``; ragged list columns
 as ``<col>__values`` (``[1, n_values, ...]``) and ``<col>__offsets`` (``[1, rows + 1]``,
 INT64). Triton checks that the first dimension of every input agrees; values and offsets
 of a ragged column have other lengths than the row count, so the request rows cannot be
@@ -18,11 +28,15 @@ import numpy as np
 
 from funnel.errors import RequestError, SchemaError
 from funnel.schema import ColumnSchema, Schema
-from funnel.table import Ragged, Table
+from funnel.table import Ragged, Table, to_numpy
 
 __all__ = [
     "VALUES",
     "OFFSETS",
+    "LENGTHS",
+    "ROWS",
+    "REQUEST",
+    "wire_form",
     "OUTPUT_PREFIX",
     "TensorSpec",
     "tensor_specs",
@@ -33,6 +47,11 @@ __all__ = [
 
 VALUES = "__values"
 OFFSETS = "__offsets"
+#: rows form: the lengths of a list column sent padded as ``<col>`` ``[B, L]``
+LENGTHS = "__lengths"
+#: the two wire forms (the ``FUNNEL_WIRE_FORM`` parameter of a model's config.pbtxt)
+ROWS = "rows"
+REQUEST = "request"
 #: ensemble-mode outputs whose tensor name equals a request tensor's carry this prefix
 #: (a Triton ensemble has one tensor namespace; an output may not reuse an input's name)
 OUTPUT_PREFIX = "out__"
@@ -95,14 +114,46 @@ class TensorSpec:
         return f"TensorSpec({self.name}, {self.dtype}, {list(self.dims)})"
 
 
+def wire_form(request_schema: Schema) -> str:
+    """``ROWS`` when every request column holds one scalar per row, else ``REQUEST``."""
+    if len(request_schema) and all(not c.is_list and tuple(c.dims) == () for c in request_schema):
+        return ROWS
+    return REQUEST
+
+
+def pad_value(dtype: Any) -> Any:
+    """What pads a list column sent as a dense ``[B, L]`` tensor in the rows form."""
+    dt = np.dtype(object if dtype == "str" else dtype)
+    if dt.kind == "O":
+        return ""
+    if dt.kind == "b":
+        return False
+    if dt.kind == "u":
+        return np.iinfo(dt).max
+    if dt.kind == "i":
+        return -1
+    return 0.0
+
+
 def _dims(dims: Iterable[int | None]) -> tuple[int, ...]:
     return tuple(-1 if d is None else int(d) for d in dims)
 
 
-def column_specs(col: ColumnSchema, prefix: str = "") -> list[TensorSpec]:
-    """The tensors that carry one column (``prefix`` is prepended to tensor names)."""
+def column_specs(col: ColumnSchema, prefix: str = "", form: str = REQUEST) -> list[TensorSpec]:
+    """The tensors that carry one column (``prefix`` is prepended to tensor names).
+
+    ``dims`` exclude Triton's batch dimension: in the rows form the rows are that dimension
+    (a scalar column is ``[1]``, a list column ``[-1]`` padded plus ``__lengths`` ``[1]``).
+    """
     dtype = triton_dtype(col.dtype)
     name = prefix + col.name
+    if form == ROWS:
+        if col.is_list and col.is_ragged:
+            return [
+                TensorSpec(name, dtype, (-1, *_dims(col.dims[1:])), col.name, "padded"),
+                TensorSpec(name + LENGTHS, "INT64", (1,), col.name, "lengths"),
+            ]
+        return [TensorSpec(name, dtype, _dims(col.dims) or (1,), col.name, "dense")]
     if col.is_list and col.is_ragged:
         return [
             TensorSpec(name + VALUES, dtype, (-1, *_dims(col.dims[1:])), col.name, "values"),
@@ -111,18 +162,30 @@ def column_specs(col: ColumnSchema, prefix: str = "") -> list[TensorSpec]:
     return [TensorSpec(name, dtype, (-1, *_dims(col.dims)), col.name, "dense")]
 
 
-def tensor_specs(schema: Schema, prefix: str = "") -> list[TensorSpec]:
+def tensor_specs(schema: Schema, prefix: str = "", form: str = REQUEST) -> list[TensorSpec]:
     """The tensors that carry a table of ``schema``, in column order."""
-    return [spec for col in schema for spec in column_specs(col, prefix)]
+    return [spec for col in schema for spec in column_specs(col, prefix, form)]
 
 
-def encode_table(table: Table, schema: Schema | None = None) -> dict[str, Any]:
-    """Tensor name → array with the leading request dimension (arrays keep their device).
+def encode_table(table: Table, schema: Schema | None = None, form: str = REQUEST) -> dict[str, Any]:
+    """Tensor name → array in ``form`` (request: a leading request dimension of 1; rows:
+    batch-first, list columns padded + ``__lengths``). Request-form arrays keep their device.
 
     With ``schema``, only its columns are encoded, in its order.
     """
     names = schema.column_names if schema is not None else table.column_names
     out: dict[str, Any] = {}
+    if form == ROWS:
+        for name in names:
+            col = table[name]
+            if isinstance(col, Ragged):
+                dtype = "str" if col.values.dtype == object else col.values.dtype.name
+                out[name] = col.to_dense(pad_value=pad_value(dtype))
+                out[name + LENGTHS] = to_numpy(col.lengths).astype(np.int64).reshape(-1, 1)
+            else:
+                arr = to_numpy(col)
+                out[name] = arr.reshape(-1, 1) if arr.ndim == 1 else arr
+        return out
     for name in names:
         col = table[name]
         if isinstance(col, Ragged):
@@ -136,12 +199,17 @@ def encode_table(table: Table, schema: Schema | None = None) -> dict[str, Any]:
     return out
 
 
-def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "request") -> Table:
-    """Rebuild a Table from tensors (leading dimension 1) following ``schema``.
+def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "request", form: str = REQUEST) -> Table:
+    """Rebuild a Table from tensors following ``schema``.
 
-    Raises RequestError for a missing tensor, a leading dimension other than 1, ragged
-    offsets that do not match their values, or columns with different row counts.
+    In the request form every tensor has a leading dimension of 1. In the rows form (every
+    column a scalar) a column is ``[B, 1]`` (Triton's batch convention) — or ``[1, B]``, the
+    request form, still accepted from older clients. Raises RequestError for a missing
+    tensor, a wrong leading dimension, ragged offsets that do not match their values, or
+    columns with different row counts.
     """
+    if form == ROWS:
+        return _decode_rows(tensors, schema, where)
     columns: dict[str, Any] = {}
     rows: int | None = None
     for col in schema:
@@ -158,6 +226,39 @@ def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "reque
             if value.ndim == 0:
                 raise RequestError(f"{where}: column {col.name!r} needs a row dimension")
             n = int(value.shape[0])
+        if rows is None:
+            rows = n
+        elif n != rows:
+            raise RequestError(
+                f"{where}: column {col.name!r} has {n} rows but {schema.column_names[0]!r} has {rows}; "
+                "every column needs one entry per request row"
+            )
+        columns[col.name] = value
+    return Table(columns, num_rows=rows or 0)
+
+
+def _decode_rows(tensors: Mapping[str, Any], schema: Schema, where: str) -> Table:
+    columns: dict[str, Any] = {}
+    rows: int | None = None
+    for col in schema:
+        if col.is_list or tuple(col.dims) != ():
+            raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries scalars only")
+        if col.name not in tensors:
+            raise RequestError(f"{where}: tensor {col.name!r} is missing; sent: {sorted(tensors)}")
+        arr = tensors[col.name]
+        shape = list(arr.shape)
+        if arr.ndim == 2 and shape[1] == 1:
+            value = arr[:, 0]  # [B, 1]: the rows are Triton's batch dimension
+        elif arr.ndim == 2 and shape[0] == 1:
+            value = arr[0]  # [1, B]: the request form
+        elif arr.ndim == 1:
+            value = arr
+        else:
+            raise RequestError(
+                f"{where}: tensor {col.name!r} has shape {shape}; send one value per row as [rows, 1] "
+                "(rows in Triton's batch dimension)"
+            )
+        n = int(value.shape[0])
         if rows is None:
             rows = n
         elif n != rows:
