@@ -319,11 +319,11 @@ def _triton_worker(url: str, protocol: str, model: str, outputs: list[str]) -> C
 
 
 def _triton_inputs(user_ids: np.ndarray) -> dict[str, list[Any]]:
-    """Pre-built InferInput objects for both protocols (wire format: [1, rows])."""
+    """Pre-built InferInput objects for both protocols (rows wire form: [rows, 1], docs/serving.md)."""
     import tritonclient.grpc as grpc  # noqa: PLC0415
     import tritonclient.http as http  # noqa: PLC0415
 
-    arr = np.ascontiguousarray(user_ids.astype(np.int64)[None])
+    arr = np.ascontiguousarray(user_ids.astype(np.int64)[:, None])
     out = {}
     for name, mod in (("http", http), ("grpc", grpc)):
         inp = mod.InferInput("user_id", list(arr.shape), "INT64")
@@ -635,7 +635,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="results file stem (default results/<date>-<machine>)")
     parser.add_argument("--item-cache", type=int, default=0, help="QueryFeast item cache size of the main funnel graph (0 = off, like the floor)")
     parser.add_argument("--cache-size", type=int, default=4096, help="item cache size of the in-process+item-cache variant")
+    parser.add_argument("--peers", default="", help="comma-separated peers measured in the same run: merlin "
+                        "(needs .venv-merlin: bash benchmarks/peers/merlin/setup.sh)")
     args = parser.parse_args(argv)
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if set(peers) - {"merlin"}:
+        parser.error(f"unknown --peers {sorted(set(peers) - {'merlin'})}; known: merlin")
     if args.repeats < 1:
         parser.error("--repeats must be ≥ 1")
     smoke_tmp = None
@@ -735,6 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     triton_meta: dict[str, Any] = {"funnel_nodes_p50_ms": nodes}
     if not args.skip_triton:
         run_triton(ens, reqs, args, triton_meta, record)  # its cells reach `cells` through record()
+    if "merlin" in peers:
+        run_merlin(art, reqs, args, triton_meta, record)
 
     load_after = _load_avg()
     meta = {
@@ -749,6 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "smoke": args.smoke,
         "repeats": args.repeats,
+        "peers": peers,
         "data": {"num_users": art.num_users, "num_items": art.num_items, "epochs": art.epochs},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "item_cache": args.item_cache,
@@ -855,6 +863,111 @@ def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dic
                             record(merge_repeats(runs))
 
 
+# -- peers: the same pipeline on the system users are leaving ------------------------------------
+MERLIN_VENV = ROOT / ".venv-merlin"
+MERLIN_SCRIPT = ROOT / "benchmarks" / "peers" / "merlin" / "merlin_pipeline.py"
+
+
+def _merlin_inputs(user_ids: np.ndarray) -> dict[str, list[Any]]:
+    """Merlin's executor model takes ``user_id`` as a [rows] INT64 tensor (no batch dimension)."""
+    import tritonclient.grpc as grpc  # noqa: PLC0415
+    import tritonclient.http as http  # noqa: PLC0415
+
+    arr = np.ascontiguousarray(user_ids.astype(np.int64))
+    out = {}
+    for name, mod in (("http", http), ("grpc", grpc)):
+        inp = mod.InferInput("user_id", list(arr.shape), "INT64")
+        inp.set_data_from_numpy(arr)
+        out[name] = [inp]
+    return out
+
+
+def _peer_subprocess(cmd: list[str], what: str, timeout: float) -> None:
+    import subprocess  # noqa: PLC0415
+
+    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"multistage benchmark: the Merlin peer failed to {what} (exit {proc.returncode}):\n"
+                         f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+def run_merlin(art: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dict[str, Any], record: Callable[[Cell], None]) -> None:
+    """Merlin Systems 23.08 on the same work directory and request sequence (1 user/request:
+    the only size its graph serves): its hand-written floor and ``Ensemble.transform`` in its own
+    virtualenv, then its executor model on the same embedded Triton, measured by this process."""
+    from funnel.triton import TritonServer  # noqa: PLC0415
+
+    py = MERLIN_VENV / "bin" / "python"
+    if not py.is_file():
+        raise SystemExit(f"multistage benchmark: --peers merlin needs {MERLIN_VENV}; build it with "
+                         "`bash benchmarks/peers/merlin/setup.sh` (5-15 min)")
+    info: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="funnel-bench-merlin-") as tmp:
+        out = Path(tmp)
+        t0 = time.perf_counter()
+        _peer_subprocess([str(py), str(MERLIN_SCRIPT), "build", "--workdir", str(art.workdir), "--out", str(out)],
+                         "build its feature repository and export its graph", 900)
+        build = json.loads((out / "build.json").read_text())
+        info.update(build_s=round(time.perf_counter() - t0, 1), versions=build["versions"])
+        requests = reqs[1]
+        (out / "requests.json").write_text(json.dumps([r.tolist() for r in requests]))
+        warm = max(1 if args.smoke else 3, len(requests) // 10)
+        print(f"[bench] merlin: in-process (its own venv), {len(requests) - warm} requests × {args.repeats}", flush=True)
+        _peer_subprocess([str(py), str(MERLIN_SCRIPT), "bench", "--workdir", str(art.workdir), "--out", str(out),
+                          "--requests", str(out / "requests.json"), "--warmup", str(warm), "--repeats", str(args.repeats)],
+                         "run in-process", 1800)
+        local = json.loads((out / "inprocess.json").read_text())
+        info["multi_user_in_process"] = local["multi_user"]
+        for name in ("merlin-floor", "merlin-in-process"):
+            runs = [_cell(name, "-", 1, 1, rep[name], sum(rep[name])) for rep in local["repeats"]]
+            record(merge_repeats(runs))
+        merlin_local_mean = float(np.mean([np.mean(rep["merlin-in-process"]) for rep in local["repeats"]]) * 1e3)
+        inputs = [_merlin_inputs(r) for r in requests]
+        outputs = build["outputs"]
+        model = build["model"]
+        env = {"PATH": f"{MERLIN_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+               "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"], "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+        t0 = time.perf_counter()
+        with TritonServer(out / "repo", timeout=600, env=env) as server:
+            info["server_load_s"] = round(time.perf_counter() - t0, 1)
+            print(f"[bench] merlin: server ready in {info['server_load_s']} s", flush=True)
+            for proto in ("http",) if args.smoke else ("http", "grpc"):
+                url = server.http_url if proto == "http" else server.grpc_url
+                runs = []
+                for _ in range(args.repeats):
+                    call = _triton_worker(url, proto, model, outputs)
+                    for inp in inputs[:warm]:
+                        call(inp)
+                    t_0 = _triton_totals(server.http_url, model)
+                    lat, wall = run_sequential(lambda p, call=call: call(p), inputs[warm:], 0)
+                    t_1 = _triton_totals(server.http_url, model)
+                    cell = _cell("merlin-executor", proto, 1, 1, lat, wall)
+                    cell.extra["server_side"] = server_breakdown(t_0, t_1, None, None, cell.mean_ms, merlin_local_mean)
+                    runs.append(cell)
+                record(merge_repeats(runs))
+            mk = lambda: _triton_worker(server.http_url, "http", model, outputs)  # noqa: E731
+            n_conc = 16 if args.smoke else _count(1, args.quick, args.scale) * 2  # as funnel's concurrency cells
+            conc_inputs = [_merlin_inputs(r) for r in _requests(np.concatenate(requests), 1, n_conc, seed=99)]
+            for c in (4,) if args.smoke else (8,):
+                runs = []
+                for _ in range(args.repeats):
+                    lat, wall = run_concurrent(mk, conc_inputs, c, warmup=max(8, 2 * c))
+                    runs.append(_cell("merlin-executor", "http", 1, c, lat, wall))
+                record(merge_repeats(runs))
+            # a 4-user request: Merlin's graph is built around one user per request
+            call = _triton_worker(server.http_url, "http", model, outputs)
+            users = np.concatenate(requests[:4])
+            try:
+                ids = call(_merlin_inputs(users))
+                info["multi_user_served"] = {"ok": True, "ordered_ids_shape": list(np.asarray(ids).shape)}
+            except Exception as exc:  # noqa: BLE001 - the outcome is the result
+                text = str(exc).strip().splitlines()
+                info["multi_user_served"] = {"ok": False, "error": f"{type(exc).__name__}: " + " | ".join(text[-3:])[-500:]}
+    meta["merlin"] = info
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md  # noqa: PLC0415
 
@@ -911,6 +1024,23 @@ def headline(cells: list[Cell]) -> list[tuple[str, str, str]]:
     e8, n8 = _find(cells, "executor", "http", 1, 8), _find(cells, "executor-nobatch", "http", 1, 8)
     if e8 and n8:
         rows.append(("executor users/s at concurrency 8, dynamic batching on / off", f"{e8.users_per_s:.0f} / {n8.users_per_s:.0f}", "Merlin: ~20"))
+    mf, mi = _find(cells, "merlin-floor", "-", 1), _find(cells, "merlin-in-process", "-", 1)
+    if mf and mi:
+        rows.append(("Merlin 23.08 in-process p50 / its own floor p50 (1 user, same run)",
+                     f"{mi.p50_ms / mf.p50_ms:.2f} ({mi.p50_ms:.2f} vs {mf.p50_ms:.2f} ms)", "issue: ~2.4"))
+        if i1 and f1:
+            rows.append(("in-process p50, Merlin / funnel (1 user, same run, same data/models/index/requests)",
+                         f"{mi.p50_ms / i1.p50_ms:.2f} ({mi.p50_ms:.2f} vs {i1.p50_ms:.2f} ms)", "–"))
+    for proto in ("http", "grpc"):
+        me, fe = _find(cells, "merlin-executor", proto, 1), _find(cells, "executor", proto, 1)
+        if me:
+            rows.append((f"Merlin served p50, {proto.upper()} (1 user)" + (", vs funnel executor" if fe else ""),
+                         f"{me.p50_ms:.2f} ms" + (f" vs {fe.p50_ms:.2f} ms ({me.p50_ms / fe.p50_ms:.2f}×)" if fe else ""),
+                         "issue: ~38 ms" if proto == "http" else "–"))
+    m8, f8 = _find(cells, "merlin-executor", "http", 1, 8), _find(cells, "executor", "http", 1, 8)
+    if m8:
+        rows.append(("users/s at concurrency 8 (HTTP, 1 user/request), Merlin" + (" vs funnel" if f8 else ""),
+                     f"{m8.users_per_s:.0f}" + (f" vs {f8.users_per_s:.0f}" if f8 else ""), "issue: Merlin ~20"))
     ens1 = _find(cells, "ensemble", "http", 1)
     if ens1 and e1:
         rows.append(("ensemble-mode p50 / executor p50 (1 user, HTTP)", f"{ens1.p50_ms / e1.p50_ms:.2f} ({ens1.p50_ms:.2f} ms)", "–"))
@@ -979,9 +1109,11 @@ def write_results(stem: Path, cells: list[Cell], meta: dict[str, Any]) -> None:
         for c in served:
             s = c.extra["server_side"]
             g = lambda k, s=s: f"{s[k]:.3f}" if k in s else "–"  # noqa: E731
+            paired = c.extra.get("paired_in_process_p50_ms")
+            diff = c.extra.get("served_minus_in_process_p50_ms")
             lines.append(
-                f"| {c.variant} | {c.protocol} | {c.users_per_request} | {c.p50_ms:.2f} | {c.extra['paired_in_process_p50_ms']:.2f} "
-                f"| {c.extra['served_minus_in_process_p50_ms']:+.2f} | {g('client_round_trip_mean_ms')} | {g('server_request_mean_ms')} "
+                f"| {c.variant} | {c.protocol} | {c.users_per_request} | {c.p50_ms:.2f} | {'–' if paired is None else f'{paired:.2f}'} "
+                f"| {'– (not interleaved)' if diff is None else f'{diff:+.2f}'} | {g('client_round_trip_mean_ms')} | {g('server_request_mean_ms')} "
                 f"| {g('queue_mean_ms')} | {g('compute_infer_mean_ms')} | {g('execute_mean_ms')} | {g('graph_run_mean_ms')} "
                 f"| {g('protocol_and_client_ms')} | {g('python_backend_ipc_ms')} | {g('funnel_execute_overhead_ms')} |"
             )
@@ -996,6 +1128,20 @@ def write_results(stem: Path, cells: list[Cell], meta: dict[str, Any]) -> None:
         names = list(dict.fromkeys(k for v in nodes.values() for k in v))
         for n in names:
             lines.append(f"| {n} | " + " | ".join(f"{nodes[c].get(n, float('nan')):.3f}" for c in cols) + " |")
+    merlin = meta.get("merlin")
+    if merlin:
+        lines += ["", "## Merlin Systems 23.08 peer", "",
+                  "Same work directory (data split, SavedModels, FAISS index file, feature values), same 1-user request "
+                  "sequence, same embedded Triton binary; Merlin's stack in its own virtualenv (versions: "
+                  + ", ".join(f"{k} {v}" for k, v in merlin.get("versions", {}).items()) + "). Its two TensorFlow "
+                  "steps run inside its Python executor model (the embedded server has no TensorFlow backend). "
+                  "`merlin-floor` is the same steps hand-written on Merlin's stack (Feast 0.31 with pure-Python "
+                  "protobuf, TF 2.14, FAISS 1.7.4, numpy 1.24). Merlin in-process and served cells run back to back "
+                  "(different processes), not interleaved.",
+                  "",
+                  f"- build + export {merlin.get('build_s')} s; server start-up {merlin.get('server_load_s')} s",
+                  f"- a 4-user request in-process: {json.dumps(merlin.get('multi_user_in_process'))}",
+                  f"- a 4-user request served: {json.dumps(merlin.get('multi_user_served'))}"]
     loads = {k: v for k, v in meta.items() if k.endswith("_load_s")}
     if loads:
         lines += ["", "Server start-up (until every model is ready): " + ", ".join(f"{k[:-7]} {v} s" for k, v in loads.items()) + "."]
