@@ -121,3 +121,21 @@ def test_client_mistakes_name_the_column(served):
         cast_to_model(client, csv_like, LIST_MODEL)
     with pytest.raises(RequestError, match=r"'user_id' has values in \[1, 18446744073709551615\], outside the range of int64"):
         infer(client, Table({"user_id": np.array([1, 2**64 - 1], dtype=np.uint64)}), model="funnel")
+
+
+def test_graph_checked_against_config_pbtxt_at_load(tmp_path):
+    """Item 10: a funnel-graph.json that disagrees with config.pbtxt fails the load, naming the tensor."""
+    import json
+
+    from funnel.errors import ServerError
+    from funnel.triton.testing import demo_ensemble
+
+    repo = demo_ensemble(k=3).export(tmp_path / "repo", name="funnel")
+    graph_file = repo / "funnel" / "1" / "funnel-graph.json"
+    doc = json.loads(graph_file.read_text())
+    (entry,) = [n for n in doc["graph"]["nodes"] if n["kind"] == "op" and n["op"]["type"].endswith("TopByScore")]
+    entry["op"]["config"]["k"] = 5  # hand-edited: the config still declares 3
+    graph_file.write_text(json.dumps(doc))
+    with pytest.raises(ServerError, match=r"output tensor 'top_ids' is INT64 \[-1, 5\] in the graph but INT64 \[-1, 3\] in the config"):
+        with TritonServer(repo, timeout=120):
+            pass

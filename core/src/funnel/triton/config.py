@@ -6,9 +6,13 @@ import json
 from collections.abc import Mapping, Sequence
 
 
-from funnel.triton.wire import TensorSpec
+from typing import Any
 
-__all__ = ["tensor_block", "python_model_config", "parameters_block"]
+from funnel.errors import ExportError
+from funnel.schema import Schema
+from funnel.triton.wire import REQUEST, TensorSpec, tensor_specs
+
+__all__ = ["tensor_block", "python_model_config", "parameters_block", "check_model_config"]
 
 
 def _q(text: str) -> str:
@@ -70,3 +74,43 @@ def python_model_config(
     return text
 
 
+
+
+def _config_tensors(entries: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    out = {}
+    for entry in entries or []:
+        dtype = str(entry.get("data_type", "")).removeprefix("TYPE_")
+        out[str(entry.get("name"))] = ("BYTES" if dtype == "STRING" else dtype, tuple(int(d) for d in entry.get("dims", [])))
+    return out
+
+
+def check_model_config(model_config: Mapping[str, Any], input_schema: Schema, output_schema: Schema,
+                       form: str = REQUEST, where: str = "config.pbtxt") -> None:
+    """Check the graph a served model loaded against its config.pbtxt (as Triton hands it to
+    ``initialize``, JSON): every input and output tensor, its data type and dims.
+
+    A hand-edited or mismatched export (e.g. ``topk: 5`` in funnel-graph.json against a
+    config declaring 10) raises ExportError naming the tensor, instead of serving shapes the
+    config does not promise.
+    """
+    batched = int(model_config.get("max_batch_size", 0) or 0) > 0
+    for kind, schema in (("input", input_schema), ("output", output_schema)):
+        declared = _config_tensors(model_config.get(kind))
+        wanted = {s.name: (s.dtype, s.dims if batched else (1, *s.dims)) for s in tensor_specs(schema, form=form)}
+        missing = sorted(set(wanted) - set(declared))
+        extra = sorted(set(declared) - set(wanted))
+        if missing or extra:
+            raise ExportError(
+                f"{where}: the graph's {kind} tensors {sorted(wanted)} do not match the config's {sorted(declared)}"
+                f" (missing from the config: {missing}; not produced by the graph: {extra}); export the graph again"
+            )
+        for name, (dtype, dims) in wanted.items():
+            have_dtype, have_dims = declared[name]
+            if have_dtype != dtype or len(have_dims) != len(dims) or any(
+                h != w and -1 not in (h, w) for h, w in zip(have_dims, dims, strict=True)
+            ):
+                raise ExportError(
+                    f"{where}: {kind} tensor {name!r} is {dtype} {list(dims)} in the graph but {have_dtype} "
+                    f"{list(have_dims)} in the config; the graph file and config.pbtxt disagree (hand-edited?). "
+                    "Export the graph again"
+                )

@@ -380,6 +380,11 @@ class ExecutorModel(_FunnelModel):
         self.input_schema = self.ensemble.input_schema
         self.output_schema = self.ensemble.output_schema
         self.mergeable = not any(getattr(b.node.op, "changes_rows", False) for b in self.ensemble.graph.nodes)
+        from funnel.triton.config import check_model_config  # noqa: PLC0415 - graph vs config.pbtxt
+
+        if getattr(self, "model_config", None) is not None:
+            check_model_config(self.model_config, self.input_schema, self.output_schema, self.wire_form,
+                               where=f"model {self.model_name!r} (config.pbtxt vs {version_dir / 'funnel-graph.json'})")
 
     def _run(self, table: Table) -> Table:
         return self.ensemble._executor.transform(table, validate=False)
