@@ -17,7 +17,7 @@ from funnel.operator import Operator
 from funnel.schema import Schema
 from funnel.table import Table
 
-from funnel_workflow.workflow import Workflow, _Eager, evaluate
+from funnel_workflow.workflow import Plan, Workflow
 
 __all__ = ["TransformWorkflow"]
 
@@ -48,9 +48,7 @@ class TransformWorkflow(Operator):
             raise SchemaError("TransformWorkflow: the workflow is not fitted; call workflow.fit(dataset) first")
         self._graph = wf.serving_graph()
         self._out_schema = wf.serving_output_schema()
-        self._target = [self._graph.bound(self._graph.output_node)]
-        self._index = self._target[0].index
-        self._runner = _Eager()
+        self._plan = Plan(self._graph, serving=True)
         self.changes_rows = wf.changes_rows
         self.skipped = wf.offline_only_ops()
 
@@ -66,8 +64,7 @@ class TransformWorkflow(Operator):
         return self._out_schema
 
     def transform(self, table: Table) -> Table:
-        out = evaluate(self._graph, [table], self._runner, self._target, serving=True)
-        return out[self._index][0]
+        return self._plan.run(table)
 
     def to_config(self) -> dict[str, Any]:
         if self.workflow is None:

@@ -30,7 +30,7 @@ from funnel_workflow.code import class_from_config, class_to_config, trusting
 from funnel_workflow.dataset import Dataset
 from funnel_workflow.ops._util import hash64
 
-__all__ = ["Workflow", "WORKFLOW_FILE", "FORMAT", "run_partition"]
+__all__ = ["Workflow", "WORKFLOW_FILE", "FORMAT", "Plan", "run_partition"]
 
 WORKFLOW_FILE = "workflow.json"
 FORMAT = "funnel-workflow/1"
@@ -185,6 +185,50 @@ def evaluate(graph: Graph, parts: list[Any], runner: Any, targets: list[BoundNod
         names = inputs_of.input_schema.column_names
         return {inputs_of.index: runner.map(lambda t: _select(t, names, False), merged)}
     return {b.index: results[b.index] for b in targets}
+
+
+class Plan:
+    """A graph resolved once into steps for one in-memory table (the serving fast path):
+    parent result slots, column names and the skip decision are fixed at build time."""
+
+    def __init__(self, graph: Graph, serving: bool = True) -> None:
+        self.serving = serving
+        needed = _ancestors(graph, [graph.bound(graph.output_node)])
+        self.steps: list[tuple[Any, ...]] = []
+        for b in graph.nodes:
+            if b.index not in needed:
+                continue
+            parents = [graph.bound(p).index for p in b.node.parents]
+            out_names = b.output_schema.column_names
+            kind = b.node.kind
+            if kind == "op":
+                skip = serving and bool(getattr(b.node.op, "offline_only", False))
+                self.steps.append(("op", b.index, parents, out_names, b.input_schema.column_names, b, skip))
+            else:
+                self.steps.append((kind, b.index, parents if kind != "drop" else parents[:1], out_names, None, None,
+                                   False))
+        self.output = graph.bound(graph.output_node).index
+
+    def run(self, table: Table) -> Table:
+        results: dict[int, Table] = {}
+        tolerant = self.serving
+        for kind, index, parents, out_names, in_names, bound, skip in self.steps:
+            if kind == "select":
+                source = results[parents[0]] if parents else table
+                results[index] = _select(source, out_names, tolerant)
+                continue
+            merged = results[parents[0]]
+            for p in parents[1:]:
+                merged = _merge((merged, results[p]), None, tolerant)
+            if kind != "op":
+                results[index] = _select(merged, out_names, tolerant)
+            elif skip:
+                results[index] = _select(merged, out_names, True)
+            else:
+                inputs = _select(merged, in_names, tolerant)
+                results[index] = apply_operator(bound.node.op, inputs, bound.lifted, out_names,
+                                                f"workflow node {index}")
+        return results[self.output]
 
 
 def _recorded(bound: BoundNode, table: Table, serving: bool, record: Callable[[BoundNode, Table], None]) -> Table:
@@ -350,8 +394,7 @@ class Workflow:
         """One in-memory Table through the workflow (the serving path when ``serving``)."""
         self._require_fitted()
         graph = self.serving_graph() if serving else self._graph_for(_schema_of_table(table, self.input_schema))
-        out = evaluate(graph, [table], _Eager(), [graph.bound(graph.output_node)], serving=serving)
-        return out[graph.bound(graph.output_node).index][0]
+        return Plan(graph, serving=serving).run(table)
 
     def serving_graph(self) -> Graph:
         """The graph bound to the fitted input schema (offline-only ops are skipped when run)."""

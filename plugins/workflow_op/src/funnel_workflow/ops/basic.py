@@ -782,6 +782,7 @@ class JoinExternal(StatOperator):
                 "Pass drop_duplicates_ext=True or deduplicate it"
             )
         self.df_ext = df.reset_index(drop=True)
+        self.__dict__.pop("_ext_lookup", None)
         self.__dict__["_fitted"] = True
 
     def _nvt_dependencies(self) -> Any:
@@ -802,7 +803,11 @@ class JoinExternal(StatOperator):
             from funnel.table import column_schema_of  # noqa: PLC0415
 
             extra = [c for c in self.df_ext.columns if c not in self.on_ext and c not in selected]
-            cols += [column_schema_of(c, table[c]) for c in extra]
+            for c in extra:
+                col = column_schema_of(c, table[c])
+                if self.how == "left" and col.numpy_dtype.kind in "iub":
+                    col = col.with_dtype("float64")  # a row without a match gets NaN (as pandas)
+                cols.append(col)
         return cols
 
     def output_column_names(self, col_selector: ColumnSelector) -> ColumnSelector:
@@ -814,10 +819,51 @@ class JoinExternal(StatOperator):
         if len(args) == 2:
             return self.transform_df(*args)
         (table,) = args
-        frame = table_to_frame(table.select(self.input_columns or table.column_names))
+        table = table.select(self.input_columns or table.column_names)
+        if len(self.on) == 1 and self.df_ext is not None:
+            return self._join_arrays(table)
+        frame = table_to_frame(table)
         merged = self.transform_df(ColumnSelector(list(frame.columns)), frame)
         names = list(self.output_column_names(ColumnSelector(list(frame.columns))).names)
-        return frame_to_table(merged, names, self.label)
+        out = frame_to_table(merged, names, self.label)
+        if self.how == "left":
+            out = Table({k: (v.astype(np.float64) if k not in frame.columns and not isinstance(v, Ragged)
+                             and v.dtype.kind in "iub" else v) for k, v in out.items()}, num_rows=out.num_rows)
+        return out
+
+    def _join_arrays(self, table: Table) -> Table:
+        """Single-key join on numpy arrays (same result as the pandas merge, left order kept)."""
+        if "_ext_lookup" not in self.__dict__:
+            keys = self.df_ext[self.on_ext[0]].to_numpy()
+            order = np.argsort(keys, kind="stable")
+            extra = [c for c in self.df_ext.columns if c not in self.on_ext and c not in table.column_names]
+            self.__dict__["_ext_lookup"] = (keys[order], order,
+                                            {c: self.df_ext[c].to_numpy() for c in extra})
+        sorted_keys, order, columns = self.__dict__["_ext_lookup"]
+        probe = np.asarray(table[self.on[0]])
+        n = sorted_keys.shape[0]
+        pos = np.minimum(np.searchsorted(sorted_keys, probe), max(n - 1, 0))
+        found = (sorted_keys[pos] == probe) if n else np.zeros(probe.shape[0], dtype=bool)
+        rows = order[pos] if n else np.zeros(probe.shape[0], dtype=np.int64)
+        if self.how == "inner":
+            keep = np.nonzero(found)[0]
+            table = _take(table, keep)
+            found, rows = found[keep], rows[keep]
+        out = dict(table.items())
+        for c, values in columns.items():
+            taken = values[rows] if values.shape[0] else np.zeros(rows.shape[0], dtype=values.dtype)
+            if self.how == "left" and taken.dtype.kind in "iub":
+                taken = taken.astype(np.float64)
+            if not found.all():
+                if taken.dtype.kind in "iub":
+                    taken = taken.astype(np.float64)
+                elif taken.dtype.kind not in "fOmM":
+                    taken = taken.astype(object)
+                taken = taken.copy()
+                taken[~found] = np.datetime64("NaT") if taken.dtype.kind in "mM" else (
+                    None if taken.dtype.kind == "O" else np.nan)
+            out[c] = taken
+        return Table(out, num_rows=table.num_rows)
 
     def transform_df(self, col_selector: ColumnSelector, df: Any) -> Any:
         if self.df_ext is None:
