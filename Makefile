@@ -22,8 +22,16 @@ test-core: setup
 lint: setup
 	$(PY) -m ruff check core plugins tests examples benchmarks
 
+# Every comparison in README.md's performance table. The Merlin peer runs in its own virtualenv,
+# built once by benchmarks/peers/merlin/setup.sh (5-15 min); its script is
+# benchmarks/peers/merlin/merlin_pipeline.py, started by multistage.py --peers merlin.
 benchmark: setup
-	$(PY) benchmarks/multistage.py $(BENCH_ARGS)
+	@test -x .venv-merlin/bin/python || bash benchmarks/peers/merlin/setup.sh
+	$(PY) benchmarks/multistage.py --peers merlin $(BENCH_ARGS)
+	$(PY) benchmarks/feast_overhead.py
+	$(PY) benchmarks/faiss_overhead.py
+	$(PY) benchmarks/triton_overhead.py
+	$(PY) benchmarks/readme_table.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
