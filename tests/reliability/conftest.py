@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from funnel.triton import TritonServer
-from funnel.triton.wire import encode_table, triton_dtype
+from funnel.triton.wire import REQUEST, encode_table, triton_dtype
 
 from .graphs import lists_ensemble, multistage_ensemble
 
@@ -107,10 +107,10 @@ def post(server: TritonServer, path: str, body: bytes, headers: dict[str, str] |
         conn.close()
 
 
-def json_inputs(table: Any, schema: Any) -> list[dict[str, Any]]:
-    """The KServe-v2 JSON ``inputs`` carrying ``table`` (funnel's wire format)."""
+def json_inputs(table: Any, schema: Any, form: str = REQUEST) -> list[dict[str, Any]]:
+    """The KServe-v2 JSON ``inputs`` carrying ``table`` (funnel's wire format ``form``)."""
     out = []
-    for name, arr in encode_table(table.to_numpy(), schema).items():
+    for name, arr in encode_table(table.to_numpy(), schema, form=form).items():
         arr = np.asarray(arr)
         out.append({"name": name, "shape": list(arr.shape), "datatype": triton_dtype(arr.dtype.name),
                     "data": arr.ravel().tolist()})

@@ -18,6 +18,7 @@ from funnel.errors import RequestError
 from funnel.triton import TritonServer
 from funnel.triton.client import infer, make_client
 from funnel.triton.testing import RaiseOnValue
+from funnel.triton.wire import wire_form
 
 from .conftest import MULTISTAGE, infer_body, json_inputs, post, record
 from .graphs import MULTISTAGE_REQUEST, multistage_ensemble, multistage_request
@@ -174,7 +175,7 @@ def _concurrent(server: TritonServer, ids: list[int]) -> list[tuple[int, object]
 
     def one(v: int):
         table = Table({"user_id": np.array([v, v + 1000], dtype=np.int64)})
-        reply = post(server, "/v2/models/raise/infer", infer_body(json_inputs(table, schema)))
+        reply = post(server, "/v2/models/raise/infer", infer_body(json_inputs(table, schema, form=wire_form(schema))))
         if reply.status == 200:
             return 200, reply.json["outputs"][0]["data"]
         return reply.status, reply.message
