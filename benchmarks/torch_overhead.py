@@ -40,6 +40,7 @@ from _harness import RESULTS, write_results  # noqa: E402
 
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Ragged, Schema, Table  # noqa: E402
 from funnel.ops import UnrollFeatures  # noqa: E402
+from funnel.table import to_numpy  # noqa: E402
 from funnel_torch import PredictPyTorch  # noqa: E402
 from funnel_torch.testing import CAT, ITEM, Ranker, T4RStandIn, sessions, t4r_inputs  # noqa: E402
 
@@ -181,13 +182,13 @@ def served_cells(ens: Ensemble, table: Table, case: str, kind: str, tmp: Path, i
 
     repo = ens.export(tmp / f"repo-{case.replace(' ', '_').replace('×', 'x')}", instance_kind=kind)
     with TritonServer(repo, timeout=300) as server:
-        local = ens.transform(table.to_numpy() if hasattr(table, "to_numpy") else table)
+        local = ens.transform(table)
         served = server.infer(table, model="funnel")
         for name in local.column_names:
             a, b = local[name], served[name]
             va = a.values if isinstance(a, Ragged) else a
             vb = b.values if isinstance(b, Ragged) else b
-            np.testing.assert_allclose(np.asarray(vb), np.asarray(va), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(to_numpy(vb), to_numpy(va), rtol=1e-4, atol=1e-5)
         times = time_paths({"served": lambda: server.infer(table, model="funnel")}, iters, warmup, lambda: None)
     s = percentiles(times["served"])
     return {"device": f"triton KIND_{kind.upper()}", "case": case, "B": table.num_rows, "output": "top20" if "sessions" in case else "scores",

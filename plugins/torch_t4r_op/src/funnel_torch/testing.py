@@ -44,17 +44,19 @@ class T4RStandIn(torch.nn.Module):
         self.out = torch.nn.Linear(dim, n_items)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        # tensor-derived sizes and devices only, so a trace made on the CPU runs on a GPU too
         values = inputs[ITEM + "__values"]
         offsets = inputs[ITEM + "__offsets"]
         cats = inputs[CAT + "__values"]
         lengths = offsets[1:] - offsets[:-1]
-        rows = lengths.shape[0]
-        row_ids = torch.repeat_interleave(torch.arange(rows, device=values.device), lengths)
-        pos = torch.arange(values.shape[0], device=values.device) - torch.repeat_interleave(offsets[:-1], lengths)
-        x = torch.zeros(rows, self.max_len, self.dim + 4, device=values.device)
-        x[row_ids, pos] = torch.cat([self.items(values), self.cats(cats)], dim=1)
+        rows = torch.cumsum(torch.ones_like(lengths), 0) - 1
+        row_ids = torch.repeat_interleave(rows, lengths)
+        pos = torch.cumsum(torch.ones_like(values), 0) - 1 - torch.repeat_interleave(offsets[:-1], lengths)
+        emb = torch.cat([self.items(values), self.cats(cats)], dim=1)
+        x = emb.new_zeros((lengths.shape[0], self.max_len, emb.shape[1]))
+        x = x.index_put((row_ids, pos), emb)
         h, _ = self.gru(x)
-        last = h[torch.arange(rows, device=values.device), (lengths - 1).clamp(min=0)]
+        last = h[rows, (lengths - 1).clamp(min=0)]
         return self.out(last)
 
 
