@@ -134,3 +134,21 @@ def test_multi_partition_fit_equals_single(clicks, fitted):
     assert_sessions_equal(again, sessions, day_index=False)
     for name in ("item_id", "session_id", "category"):
         pd.testing.assert_frame_equal(wf4.categories(name), workflow.categories(name))
+
+
+@pytest.mark.parametrize("engine", [None, "dask"])
+def test_fit_on_parquet_directory(clicks, fitted, tmp_path, engine):
+    workflow, sessions = fitted
+    for i, part in enumerate(np.array_split(np.arange(len(clicks)), 3)):
+        clicks.iloc[part].to_parquet(tmp_path / f"part_{i}.parquet")
+    wf, _ = session_etl.build(clicks.iloc[:10])  # a graph; refit it on the directory below
+    wf.fit(nvt.Dataset(tmp_path, engine=engine))
+    for name in ("item_id", "session_id", "category"):
+        pd.testing.assert_frame_equal(wf.categories(name), workflow.categories(name))
+    (norm,) = [op for op in wf.ops if type(op).__name__ == "Normalize"]
+    (ref,) = [op for op in workflow.ops if type(op).__name__ == "Normalize"]
+    assert norm.moments["timestamp_age_days"] == pytest.approx(ref.moments["timestamp_age_days"])
+    out = wf.transform(nvt.Dataset(tmp_path, engine=engine))
+    assert out.npartitions == 3 and out.is_dask == (engine == "dask")
+    got = out.compute().sort_values("session_id").reset_index(drop=True)
+    assert_sessions_equal(got, sessions, day_index=False)
