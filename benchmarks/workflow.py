@@ -9,6 +9,9 @@ Same run, same request (the last 50 interactions of generated click data: a few 
   ``floor``     — the same features hand-written in pandas with the fitted statistics.
 - served (executor model on the embedded Triton, HTTP and gRPC): p50/p99 at concurrency 1
   and requests/s at concurrency 1 and 8;
+  ``built-in``  — for scale, a session workflow of built-in ops only (Categorify with
+                  buckets, HashBucket, LogOp → Normalize, NormalizeMinMax → Clip, Bucketize,
+                  JoinExternal, FillMissing, Groupby, ListSlice): no pandas per request;
 - offline fit + transform throughput (interactions/s), single process and Dask (2 workers).
 
 Results: ``benchmarks/results/workflow.{json,md}`` (``--out DIR`` elsewhere).
@@ -40,7 +43,7 @@ from _harness import measure, write_results  # noqa: E402
 
 from funnel import Ensemble, Table  # noqa: E402
 from funnel_workflow import TransformWorkflow  # noqa: E402
-from funnel_workflow.testing import make_clicks  # noqa: E402
+from funnel_workflow.testing import builtin_workflow, make_clicks  # noqa: E402
 
 
 def pct(samples: list[float]) -> dict[str, float]:
@@ -176,8 +179,10 @@ def main() -> None:
     f = floor(batch)
     assert np.asarray(a["session_id"]).tolist() == f["session_id"].tolist()
     assert a["item_id-list_seq"].to_lists() == [list(x) for x in f["item_id-list_seq"]]
+    builtin = TransformWorkflow(builtin_workflow(clicks))  # no LambdaOps/user ops: arrays only
     paths = {
         "in-process array (TransformWorkflow)": lambda: op.transform(request),
+        "in-process array, built-in ops only (no pandas; another workflow)": lambda: builtin.transform(request),
         "in-process ensemble (Ensemble.transform)": lambda: ensemble.transform(request),
         "in-process dataframe (workflow.transform(df).compute())": lambda: workflow.transform(batch).compute(),
         "hand-written pandas floor": lambda: floor(batch),

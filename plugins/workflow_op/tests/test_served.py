@@ -19,36 +19,12 @@ from funnel.table import Ragged, Table
 from funnel.triton import TritonServer
 from funnel.triton.client import infer
 import funnel_workflow as nvt
-from funnel_workflow import TransformWorkflow, UntrustedCodeError, ops
+from funnel_workflow import TransformWorkflow, UntrustedCodeError
+from funnel_workflow.testing import builtin_workflow
 
 pytestmark = pytest.mark.triton
 EXECUTOR, ENSEMBLE = "workflow", "workflow_ens"
 OPS, OPS_ENS = "workflow_ops", "workflow_ops_ens"
-
-
-def builtin_workflow(clicks: pd.DataFrame) -> nvt.Workflow:
-    """Built-in ops only (no code): a workflow that loads as data."""
-    prices = pd.DataFrame({"item_id": np.sort(clicks["item_id"].unique())})
-    prices["price"] = (prices["item_id"] % 13) * 0.5 + 1.0
-    cats = ["item_id", "category"] >> ops.Categorify(freq_threshold=2, num_buckets=3)
-    hashed = ["session_id"] >> ops.HashBucket(1000) >> ops.Rename(postfix="_hash")
-    ts = ["timestamp"] >> ops.LogOp() >> ops.Normalize() >> ops.Rename(postfix="_norm")
-    age = ["itemid_ts_first"] >> ops.NormalizeMinMax() >> ops.Clip(0.1, 0.9) >> ops.Rename(postfix="_mm")
-    bucket = ["category"] >> ops.Bucketize([5, 10]) >> ops.Rename(postfix="_bucket")
-    price = (["item_id"] >> ops.JoinExternal(prices, on="item_id"))["price"] >> ops.FillMissing(0.0)
-    features = ["session_id", "timestamp"] + cats + hashed + ts + age + bucket + price
-    grouped = features >> ops.Groupby(
-        "session_id", sort_cols=["timestamp"], name_sep="-",
-        aggs={"item_id": ["list", "count"], "category": ["list", "first"], "timestamp_norm": ["mean", "min", "max"],
-              "price": ["sum", "last", "list"], "itemid_ts_first_mm": ["list"], "category_bucket": ["last"],
-              "session_id_hash": ["first"]})
-    lists = grouped["item_id-list", "price-list"] >> ops.ListSlice(-4, 1_000_000) >> ops.Rename(postfix="_tail")
-    padded = grouped["category-list"] >> ops.ListSlice(0, 3, pad=True, pad_value=0)
-    out = grouped["session_id", "item_id-count", "category-first", "timestamp_norm-mean", "timestamp_norm-min",
-                  "timestamp_norm-max", "price-sum", "price-last", "itemid_ts_first_mm-list", "category_bucket-last",
-                  "session_id_hash-first"] + lists + padded
-    workflow = nvt.Workflow(out >> ops.AddTags(["feature"]))
-    return workflow.fit(nvt.Dataset(clicks))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["make_clicks"]
+__all__ = ["make_clicks", "builtin_workflow"]
 
 
 def make_clicks(n_sessions: int = 300, seed: int = 0, n_items: int = 400) -> Any:
@@ -28,3 +28,34 @@ def make_clicks(n_sessions: int = 300, seed: int = 0, n_items: int = 400) -> Any
     df = df[~((df["session_id"] == past_sess) & (df["item_id"] == past_ids))].reset_index(drop=True)
     first = df.groupby("item_id").agg({"timestamp": "min"}).reset_index().rename(columns={"timestamp": "itemid_ts_first"})
     return df.merge(first, on=["item_id"], how="left")
+
+
+def builtin_workflow(clicks: Any) -> Any:
+    """A session workflow of built-in ops only (no code: it loads as data, runs on arrays),
+    fitted on ``clicks``."""
+    import pandas as pd  # noqa: PLC0415
+
+    import funnel_workflow as nvt  # noqa: PLC0415
+    from funnel_workflow import ops  # noqa: PLC0415
+
+    prices = pd.DataFrame({"item_id": np.sort(clicks["item_id"].unique())})
+    prices["price"] = (prices["item_id"] % 13) * 0.5 + 1.0
+    cats = ["item_id", "category"] >> ops.Categorify(freq_threshold=2, num_buckets=3)
+    hashed = ["session_id"] >> ops.HashBucket(1000) >> ops.Rename(postfix="_hash")
+    ts = ["timestamp"] >> ops.LogOp() >> ops.Normalize() >> ops.Rename(postfix="_norm")
+    age = ["itemid_ts_first"] >> ops.NormalizeMinMax() >> ops.Clip(0.1, 0.9) >> ops.Rename(postfix="_mm")
+    bucket = ["category"] >> ops.Bucketize([5, 10]) >> ops.Rename(postfix="_bucket")
+    price = (["item_id"] >> ops.JoinExternal(prices, on="item_id"))["price"] >> ops.FillMissing(0.0)
+    features = ["session_id", "timestamp"] + cats + hashed + ts + age + bucket + price
+    grouped = features >> ops.Groupby(
+        "session_id", sort_cols=["timestamp"], name_sep="-",
+        aggs={"item_id": ["list", "count"], "category": ["list", "first"], "timestamp_norm": ["mean", "min", "max"],
+              "price": ["sum", "last", "list"], "itemid_ts_first_mm": ["list"], "category_bucket": ["last"],
+              "session_id_hash": ["first"]})
+    lists = grouped["item_id-list", "price-list"] >> ops.ListSlice(-4, 1_000_000) >> ops.Rename(postfix="_tail")
+    padded = grouped["category-list"] >> ops.ListSlice(0, 3, pad=True, pad_value=0)
+    out = grouped["session_id", "item_id-count", "category-first", "timestamp_norm-mean", "timestamp_norm-min",
+                  "timestamp_norm-max", "price-sum", "price-last", "itemid_ts_first_mm-list", "category_bucket-last",
+                  "session_id_hash-first"] + lists + padded
+    workflow = nvt.Workflow(out >> ops.AddTags(["feature"]))
+    return workflow.fit(nvt.Dataset(clicks))
