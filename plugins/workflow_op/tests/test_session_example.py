@@ -75,6 +75,7 @@ def test_output_schema_describes_the_model_inputs(clicks, fitted):
     assert item.properties["value_count"] == {"min": 0, "max": 20}
     assert schema["session_id"].properties["cardinality"] == clicks["session_id"].nunique() + 2
     assert "continuous" in schema["product_recency_days_log_norm-list_seq"].tags
+    assert "continuous" in schema["et_dayofweek_sin-list_seq"].tags  # a float made by a lambda
     assert schema["day_index"].dtype == "int64"
 
 

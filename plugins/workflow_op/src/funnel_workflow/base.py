@@ -156,8 +156,10 @@ class Operator(funnel.operator.Operator):
             seen = self.observed.get(name)
             base = input_schema.get(name) if name in selected else None
             if seen is not None:
-                col = ColumnSchema(name, seen["dtype"], dims=(None,) if seen["is_list"] else (),
-                                   tags=base.tags if base is not None else (),
+                tags = list(base.tags) if base is not None else []
+                if seen["dtype"].startswith("float") and Tags.CATEGORICAL.value not in tags:
+                    tags.append(Tags.CONTINUOUS)  # a float feature computed by user code
+                col = ColumnSchema(name, seen["dtype"], dims=(None,) if seen["is_list"] else (), tags=tags,
                                    properties=base.properties if base is not None else None)
             elif base is not None and not self.dynamic_dtypes:
                 col = base
