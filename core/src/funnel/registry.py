@@ -268,7 +268,7 @@ def get_operator(type_name: str, distribution: str | None = None, trust_code: bo
             raise PluginNotInstalled(
                 f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is installed "
                 f"but not loaded: FUNNEL_LOAD_PLUGINS={restrict!r} leaves it out. Add {dist!r} to "
-                "FUNNEL_LOAD_PLUGINS (or unset it)",
+                f"FUNNEL_LOAD_PLUGINS (or unset it); where it is not installed: pip install {dist}",
                 distribution=dist,
             )
         raise PluginNotInstalled(
