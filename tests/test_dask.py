@@ -149,3 +149,24 @@ def test_cli_score_on_a_scheduler_address(client, saved: Path, users, tmp_path: 
     bad = CliRunner().invoke(cli, ["score", str(saved), str(source), str(out), "--scheduler",
                                    client.scheduler.address, "--env", "NOVALUE"])
     assert bad.exit_code != 0 and "NAME=VALUE" in bad.output
+
+
+def test_graph_spec_from_an_export(tmp_path: Path) -> None:
+    """An export repository's model version directory is found; two graphs are ambiguous."""
+    from funnel.dask import GraphSpec  # noqa: PLC0415
+    from funnel.errors import FunnelError  # noqa: PLC0415
+    from funnel.triton.testing import demo_ensemble  # noqa: PLC0415
+
+    ens = demo_ensemble()
+    repo = ens.export(tmp_path / "repo")
+    spec = GraphSpec.from_directory(repo)
+    assert spec.graph_json == (repo / "funnel" / "1" / "funnel-graph.json").read_bytes()
+    assert spec.artifacts_dir == str((repo / "funnel" / "1" / "artifacts").resolve()) and spec.archive is None
+    assert GraphSpec.from_directory(repo, env={"A": "1"}).digest != spec.digest
+    ens.export(tmp_path / "two", name="a")
+    ens.export(tmp_path / "two" / "b_repo", name="b")
+    (tmp_path / "two" / "b_repo" / "b").rename(tmp_path / "two" / "b")
+    with pytest.raises(FunnelError, match="several funnel graphs"):
+        GraphSpec.from_directory(tmp_path / "two")
+    with pytest.raises(FunnelError, match="holds no funnel-graph.json"):
+        GraphSpec.from_directory(tmp_path / "empty-dir-that-is-not-there")
