@@ -1,0 +1,7 @@
+"""``python -m examples.session``."""
+
+import sys
+
+from examples.session.demo import main
+
+sys.exit(main())
