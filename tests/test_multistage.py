@@ -10,7 +10,7 @@ import pytest
 from funnel.table import Table, to_numpy
 
 from examples.multistage.demo import serve_and_recommend
-from examples.multistage.pipeline import build_ensemble, evaluate
+from examples.multistage.pipeline import build_ensemble, evaluate, popular_items
 from examples.multistage.prepare import Artifacts, load_split, prepare
 
 NUM_USERS, NUM_ITEMS = 200, 500
@@ -48,12 +48,32 @@ def test_in_process_returns_ten_valid_unseen_items(artifacts: Artifacts, split, 
         assert not set(row) & seen[user]
 
 
+UNKNOWN_USERS = [-1, 0, 999_999]  # not in the feature store: negative, the padding id, beyond the table
+
+
+def test_unknown_users_get_the_flagged_popular_fallback(artifacts: Artifacts, request_users: list[int]) -> None:
+    """Issue 12 item 9: unknown ids are answered per row, flagged; the known rows are unaffected."""
+    ens = build_ensemble(artifacts, seed=3)
+    users = np.asarray([request_users[0], *UNKNOWN_USERS, request_users[1]], dtype=np.int64)
+    out = ens.transform(Table({"user_id": users}))
+    assert to_numpy(out["fallback"]).tolist() == [False, True, True, True, False]
+    ids = to_numpy(out["ordered_ids"])
+    popular = popular_items(artifacts, 10)
+    for row in ids[1:4]:
+        assert row.tolist() == popular
+    known_alone = build_ensemble(artifacts, seed=3).transform(Table({"user_id": users[[0]]}))
+    np.testing.assert_array_equal(ids[0], to_numpy(known_alone["ordered_ids"])[0])
+    assert to_numpy(out["ordered_lengths"]).tolist() == [10] * 5
+
+
 def test_served_output_equals_in_process(artifacts: Artifacts, request_users: list[int], tmp_path: Path) -> None:
-    served, local = serve_and_recommend(artifacts, tmp_path / "repo", request_users, temperature=0.1, seed=7, log=print)
+    users = [*request_users, *UNKNOWN_USERS]  # one request: known and unknown users together
+    served, local = serve_and_recommend(artifacts, tmp_path / "repo", users, temperature=0.1, seed=7, log=print)
     assert (tmp_path / "repo" / "funnel" / "config.pbtxt").is_file()
     np.testing.assert_array_equal(to_numpy(served["ordered_ids"]), to_numpy(local["ordered_ids"]))
     np.testing.assert_allclose(to_numpy(served["ordered_scores"]), to_numpy(local["ordered_scores"]), rtol=1e-5)
-    assert to_numpy(served["ordered_ids"]).shape == (len(request_users), 10)
+    assert to_numpy(served["ordered_ids"]).shape == (len(users), 10)
+    assert to_numpy(served["fallback"]).tolist() == [False] * len(request_users) + [True] * len(UNKNOWN_USERS)
 
 
 def test_evaluate_and_cache_reuse(artifacts: Artifacts, split) -> None:

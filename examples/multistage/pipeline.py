@@ -1,9 +1,13 @@
 """The served graph (the Merlin multi-stage notebook's shape plus a seen-items filter) and its evaluation.
 
-    user_id ─ QueryFeast(user_features) ─ PredictTensorflow(query tower) ─ QueryFaiss(top-100)
-            ─ FilterCandidates(seen_item_ids) ─ QueryFeast(item_features, prefix "item")
-            ─ UnrollFeatures(item_id, user features) ─ PredictTensorflow(ranking)
-            ─ SoftmaxSampling(top-10)
+    user_id ─ QueryFeast(user_features) ─ KnownIds(user_id) ─ PredictTensorflow(query tower)
+            ─ QueryFaiss(top-100) ─ FilterCandidates(seen_item_ids) ─ QueryFeast(item_features,
+            prefix "item") ─ UnrollFeatures(item_id, user features) ─ PredictTensorflow(ranking)
+            ─ SoftmaxSampling(top-10) ─ Fallback(popular items for unknown users)
+
+Unknown user ids (not in the feature store: ``-1``, ``0``, ``999999``) never reach the query
+tower's embedding table: ``KnownIds`` masks them with a padding id and flags the row, and
+``Fallback`` answers such rows with the most popular items, ``fallback=True`` in the output.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from funnel import ColumnSchema, Ensemble, Node, Schema, Tags
-from funnel.ops import FilterCandidates, UnrollFeatures
+from funnel.ops import Fallback, FilterCandidates, KnownIds, UnrollFeatures
 from funnel.table import Ragged, Table, to_numpy
 
 from examples.multistage.features import ITEM_VIEW, USER_VIEW
@@ -40,6 +44,10 @@ REQUEST_SCHEMA = Schema([ColumnSchema("user_id", "int64", tags=[Tags.USER_ID, Ta
 #: vary the tail (Merlin's ``temperature`` would be 1 / 0.1 = 10)
 DEFAULT_TEMPERATURE = 0.1
 SEEN_COLUMN = "seen_item_ids"
+#: output column: True for rows answered with the popular-items fallback (unknown user ids)
+FALLBACK_COLUMN = "fallback"
+#: the user embedding row unknown ids are masked with (MovieLens ids start at 1: 0 is padding)
+PADDING_USER_ID = 0
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Stages:
     combined: Node
     ranking: Node
     ordering: Node
+    #: ``ordering`` with the popular-items answer for unknown users, flagged in ``fallback``
+    answer: Node
 
 
 def build_stages(
@@ -71,8 +81,13 @@ def build_stages(
     from funnel_sampling import SoftmaxSampling  # noqa: PLC0415
     from funnel_tf import PredictTensorflow  # noqa: PLC0415
 
-    user_features = ["user_id"] >> QueryFeast.from_feature_view(
-        art.feature_repo, USER_VIEW, column="user_id", include_id=True, include_found=False
+    looked_up = ["user_id"] >> QueryFeast.from_feature_view(
+        art.feature_repo, USER_VIEW, column="user_id", include_id=True, include_found=True
+    )
+    # the feature store is the user vocabulary: an id it does not know is masked (never an
+    # embedding lookup with -1 or 999999) and its row is answered by the fallback below
+    user_features = looked_up >> KnownIds(
+        "user_id", found_col=f"{USER_VIEW}_found", fill=PADDING_USER_ID, flag_col="known_user"
     )
     user_cols = user_features[list(USER_FEATURES)]
     query = user_cols >> PredictTensorflow(art.query_tower)
@@ -96,16 +111,32 @@ def build_stages(
     ordering = combined["item_id"] >> SoftmaxSampling(
         relevance_col=ranking["relevance"], textbook_temperature=temperature, topk=topk, seed=seed
     )
-    return Stages(user_features, query, retrieval, filtered, item_features, combined, ranking, ordering)
+    popular = popular_items(art, topk)
+    answer = ordering >> Fallback(
+        user_features["known_user"],
+        {"ordered_ids": popular, "ordered_scores": [0.0] * topk, "ordered_lengths": topk},
+        flag_output=FALLBACK_COLUMN,
+    )
+    return Stages(user_features, query, retrieval, filtered, item_features, combined, ranking, ordering, answer)
+
+
+def popular_items(art: Artifacts, k: int) -> list[int]:
+    """The ``k`` items with the highest popularity feature (the fallback answer)."""
+    items = pd.read_parquet(art.feature_repo / "data" / f"{ITEM_VIEW}.parquet")
+    order = items.sort_values("popularity", ascending=False, kind="stable").item_id.to_numpy()
+    if order.size < k:
+        raise ValueError(f"the item catalogue has {order.size} items, fewer than topk={k}")
+    return [int(i) for i in order[:k]]
 
 
 def build_ensemble(art: Artifacts, **kwargs) -> Ensemble:
-    """The whole pipeline as an Ensemble: ``user_id`` in, ``ordered_ids``/``ordered_scores`` (B, topk) out.
+    """The whole pipeline as an Ensemble: ``user_id`` in; ``ordered_ids``/``ordered_scores`` (B, topk),
+    ``ordered_lengths`` and ``fallback`` (True: an unknown user, answered with popular items) out.
 
     Keyword arguments go to :func:`build_stages` (``temperature``, ``seed``, ``retrieval_k``,
     ``topk``, ``filter_seen``, ``item_cache_size``).
     """
-    return Ensemble(build_stages(art, **kwargs).ordering, REQUEST_SCHEMA)
+    return Ensemble(build_stages(art, **kwargs).answer, REQUEST_SCHEMA)
 
 
 # -- evaluation ---------------------------------------------------------------------------------

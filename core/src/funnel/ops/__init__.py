@@ -2,6 +2,7 @@
 
 from funnel.ops.columns import AsType, Cast, Rename, Select
 from funnel.ops.filter import FilterCandidates
+from funnel.ops.ids import Fallback, KnownIds
 from funnel.ops.unroll import UnrollFeatures
 
-__all__ = ["UnrollFeatures", "FilterCandidates", "Cast", "AsType", "Select", "Rename"]
+__all__ = ["UnrollFeatures", "FilterCandidates", "Cast", "AsType", "Select", "Rename", "KnownIds", "Fallback"]

@@ -10,8 +10,18 @@ from funnel.operator import Operator
 
 @hookimpl
 def register_operators(register: Callable[[type[Operator]], None]) -> None:
-    """Register UnrollFeatures, FilterCandidates and the column operators Cast/AsType/Select/Rename."""
-    from funnel.ops import AsType, Cast, FilterCandidates, Rename, Select, UnrollFeatures  # noqa: PLC0415
+    """Register UnrollFeatures, FilterCandidates, the column operators Cast/AsType/Select/Rename
+    and the unknown-id operators KnownIds/Fallback."""
+    from funnel.ops import (  # noqa: PLC0415
+        AsType,
+        Cast,
+        Fallback,
+        FilterCandidates,
+        KnownIds,
+        Rename,
+        Select,
+        UnrollFeatures,
+    )
 
-    for op in (UnrollFeatures, FilterCandidates, Cast, AsType, Select, Rename):
+    for op in (UnrollFeatures, FilterCandidates, Cast, AsType, Select, Rename, KnownIds, Fallback):
         register(op)
