@@ -248,5 +248,7 @@ def test_errors_name_operator_and_column():
     wf = fit(["a"] >> ops.Categorify(), DF)
     with pytest.raises(SchemaError, match=r"lacks column\(s\) \['a'\]"):
         wf.transform(pd.DataFrame({"b": [1]}))
+    unfitted = nvt.Workflow(["a"] >> ops.Categorify() >> ops.Rename(postfix="_x"))
+    assert "Categorify → Rename; not fitted" in repr(unfitted)
     with pytest.raises(FunnelError, match="not fitted"):
-        nvt.Workflow(["a"] >> ops.Categorify()).transform(DF)
+        unfitted.transform(DF)

@@ -288,8 +288,20 @@ class Workflow:
     @property
     def ops(self) -> list[Operator]:
         """The operators in graph order."""
-        graph = self.graph or Graph(self.output_node, self.input_schema or Schema())
-        return [b.node.op for b in graph.op_nodes]  # type: ignore[misc]
+        if self.graph is not None:
+            return [b.node.op for b in self.graph.op_nodes]  # type: ignore[misc]
+        found: list[Any] = []
+        seen: set[int] = set()
+        stack = [self.output_node]
+        while stack:  # unfitted: the user's nodes, output first
+            node = stack.pop()
+            if node.id in seen:
+                continue
+            seen.add(node.id)
+            if node.op is not None:
+                found.append(node.op)
+            stack.extend(node.parents)
+        return found[::-1]
 
     @property
     def output_schema(self) -> Schema:
@@ -366,14 +378,12 @@ class Workflow:
     def transform(self, dataset: Any) -> Dataset:
         """Apply the fitted workflow; returns a Dataset (``.compute()``, ``.to_ddf()``, ``.to_parquet()``)."""
         self._require_fitted()
-        was_frame = type(dataset).__module__.startswith("pandas")
         dataset = _as_dataset(dataset)
         graph = self._graph_for(dataset.schema)
         runner = _Delayed() if dataset.is_dask else _Eager()
         out = evaluate(graph, dataset.partitions, runner, [graph.bound(graph.output_node)])
         parts = out[graph.bound(graph.output_node).index]
-        result = Dataset.from_partitions(parts, runner.delayed, graph.output_schema)
-        return result if not was_frame else result
+        return Dataset.from_partitions(parts, runner.delayed, graph.output_schema)
 
     def _graph_for(self, schema: Schema) -> Graph:
         assert self.input_schema is not None
