@@ -56,14 +56,22 @@ def test_cupy_and_torch_cuda_tables_go_in_without_host_copies(t4r_traced):
     np.testing.assert_allclose(_host(op.transform(torch_table)["output"]), want, rtol=1e-4, atol=1e-5)
 
 
-def test_padded_on_cuda_equals_cpu(padded_export):
+def test_padded_program_exported_on_cuda_equals_cpu(padded_export, padded_module, tmp_path):
+    """A torch.export program exported on the GPU (export on the device it serves on: a CPU
+    program's layouts may not hold on CUDA) gives the CPU program's scores."""
     from funnel_torch.testing import MAX_LEN
 
+    module = type(padded_module)().eval()
+    module.load_state_dict(padded_module.state_dict())
+    module = module.to("cuda")
+    example = torch.randint(1, N_ITEMS, (3, MAX_LEN), device="cuda")
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
+    torch.export.save(program, str(tmp_path / "cuda.pt2"))
     lists = Ragged.from_lists([[3, 5], list(range(1, 9)), [7]])
     req = Schema([ColumnSchema("item_ids", "int64", dims=(None,))])
     kw = {"max_sequence_length": {"item_ids": MAX_LEN}}
     cpu = Ensemble(["item_ids"] >> PredictPyTorch(padded_export, **kw), req).transform(Table({"item_ids": lists}))
-    gpu = Ensemble(["item_ids"] >> PredictPyTorch(padded_export, device="cuda", **kw), req).transform(
+    gpu = Ensemble(["item_ids"] >> PredictPyTorch(tmp_path / "cuda.pt2", device="cuda", **kw), req).transform(
         Table({"item_ids": lists}))
     np.testing.assert_allclose(_host(gpu["output"]), cpu["output"], rtol=1e-4, atol=1e-5)
 

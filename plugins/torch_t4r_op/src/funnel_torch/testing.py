@@ -55,7 +55,7 @@ class T4RStandIn(torch.nn.Module):
         emb = torch.cat([self.items(values), self.cats(cats)], dim=1)
         x = emb.new_zeros((lengths.shape[0], self.max_len, emb.shape[1]))
         x = x.index_put((row_ids, pos), emb)
-        h, _ = self.gru(x)
+        h, _ = self.gru(x, emb.new_zeros((1, lengths.shape[0], self.dim)))
         last = h[rows, (lengths - 1).clamp(min=0)]
         return self.out(last)
 
