@@ -21,7 +21,8 @@ def test_plugins_json_lists_builtins():
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data[0]["name"] == "funnel"
-    assert set(data[0]["operators"]) == {"funnel.UnrollFeatures", "funnel.FilterCandidates"}
+    assert set(data[0]["operators"]) == {"funnel.UnrollFeatures", "funnel.FilterCandidates", "funnel.Cast", "funnel.AsType",
+                                         "funnel.Select", "funnel.Rename", "funnel.KnownIds", "funnel.Fallback"}
 
 
 def test_help_and_version():

@@ -36,7 +36,8 @@ class FakePlugin:
 
 def test_builtins_register_through_the_hook():
     infos = {i.name: i for i in registry.plugins()}
-    assert infos["funnel"].operators == ["funnel.UnrollFeatures", "funnel.FilterCandidates"]
+    assert infos["funnel"].operators == ["funnel.UnrollFeatures", "funnel.FilterCandidates", "funnel.Cast", "funnel.AsType",
+                                         "funnel.Select", "funnel.Rename", "funnel.KnownIds", "funnel.Fallback"]
     assert infos["funnel"].hooks == ["register_operators"]
     assert registry.get_operator("funnel.UnrollFeatures").__name__ == "UnrollFeatures"
 
