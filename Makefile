@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test test-core lint benchmark clean
+.PHONY: setup demo demo-multistage demo-session test test-core lint benchmark clean
 
 setup:
 	@bash tools/system-deps.sh
@@ -11,6 +11,13 @@ setup:
 
 demo: setup
 	$(PY) -m examples.multistage
+	$(PY) -m examples.session
+
+demo-multistage: setup
+	$(PY) -m examples.multistage
+
+demo-session: setup
+	$(PY) -m examples.session
 
 test: setup
 	$(PY) -m ruff check core plugins tests examples benchmarks
