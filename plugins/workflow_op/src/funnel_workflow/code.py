@@ -16,8 +16,10 @@ import contextvars
 import dis
 import importlib
 import inspect
+import io
 import os
 import textwrap
+import tokenize
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +119,20 @@ def _shape(code: types.CodeType) -> tuple[Any, ...]:
     return ops, code.co_varnames
 
 
+def _strip_comments(source: str) -> str:
+    """``source`` without ``# comments`` (found by the tokenizer, so '#' in strings stays)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return source
+    lines = source.splitlines(keepends=True)
+    for tok in reversed([t for t in tokens if t.type == tokenize.COMMENT]):
+        row, col = tok.start
+        line = lines[row - 1]
+        lines[row - 1] = line[:col].rstrip() + ("\n" if line.endswith("\n") else "")
+    return "".join(lines).rstrip()
+
+
 def _lambda_source(fn: types.FunctionType) -> str:
     """The text of one lambda expression: the longest expression starting at a ``lambda``
     on its first line whose compiled code equals the function's."""
@@ -140,7 +156,7 @@ def _lambda_source(fn: types.FunctionType) -> str:
                 continue
             code = next((c for c in compiled.co_consts if isinstance(c, types.CodeType)), None)
             if code is not None and _shape(code) == _shape(target):
-                return text[:end]
+                return _strip_comments(text[:end])
         col = line.find("lambda", col + 6)
     raise CodeError(f"cannot isolate the source of {fn.__qualname__} ({target.co_filename}:"
                     f"{target.co_firstlineno}); write it as a def function")

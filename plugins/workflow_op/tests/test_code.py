@@ -1,0 +1,62 @@
+"""Functions and classes saved as readable code; loaded only with the opt-in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import funnel_workflow as nvt
+from funnel_workflow import CodeError, UntrustedCodeError, ops
+from funnel_workflow.code import function_from_config, function_to_config, trusting
+
+SCALE = 3
+
+
+def scaled(col):
+    return col * SCALE + OFFSET
+
+
+OFFSET = 1
+
+
+def test_function_source_with_globals_round_trip():
+    cfg = function_to_config(scaled)
+    assert "def scaled" in cfg["source"]
+    assert cfg["globals"]["SCALE"] == {"constant": 3} and cfg["globals"]["OFFSET"] == {"constant": 1}
+    with pytest.raises(UntrustedCodeError, match="trust_code=True"):
+        function_from_config(cfg)
+    with trusting(True):
+        fn = function_from_config(cfg)
+    assert fn(np.arange(3)).tolist() == [1, 4, 7]
+
+
+def test_lambda_with_closure_and_module():
+    k = 2.5
+    f = lambda col: np.round(col * k)  # noqa: E731
+    cfg = function_to_config(f)
+    assert cfg["source"] == "lambda col: np.round(col * k)"
+    assert cfg["globals"]["np"] == {"module": "numpy"} and cfg["globals"]["k"] == {"constant": 2.5}
+    with trusting(True):
+        assert function_from_config(cfg)(np.array([1.0, 2.0])).tolist() == [2.0, 5.0]
+
+
+def test_installed_function_saved_by_import_path():
+    assert function_to_config(np.log1p) == {"import": "numpy:log1p"}
+    assert function_to_config(pd.to_datetime) == {"import": "pandas.core.tools.datetimes:to_datetime"}
+
+
+def test_unsaveable_global_is_a_clear_error():
+    table = {"a": 1}
+    with pytest.raises(CodeError, match="global 'table' of type dict"):
+        function_to_config(lambda col: col + table["a"])
+
+
+def test_workflow_with_module_function_round_trip(tmp_path):
+    df = pd.DataFrame({"a": [1, 2, 3]})
+    wf = nvt.Workflow(nvt.ColumnSelector(["a"]) >> scaled >> ops.Rename(postfix="_s")).fit(nvt.Dataset(df))
+    path = wf.save(tmp_path / "wf")
+    with pytest.raises(UntrustedCodeError, match="function scaled"):
+        nvt.Workflow.load(path)
+    loaded = nvt.Workflow.load(path, trust_code=True)
+    assert loaded.transform(df).compute()["a_s"].tolist() == [4, 7, 10]
