@@ -125,9 +125,10 @@ def test_trust_from_environment(clicks, fitted, tmp_path, monkeypatch):
     assert_sessions_equal(loaded.transform(clicks).compute(), sessions)
 
 
-def test_multi_partition_fit_equals_single(clicks, fitted):
+def test_multi_partition_fit_equals_single(clicks, fitted, capsys):
     workflow, sessions = fitted
     wf4, again = session_etl.build_with(clicks, npartitions=4)
+    assert "fit Normalize" in capsys.readouterr().err  # a tqdm bar over the partitions
     # groups are hash-partitioned on the session key: sort to compare
     again = again.sort_values("session_id").reset_index(drop=True)
     # the example's `col - col.min()` runs per partition (as in NVTabular): day_index is
