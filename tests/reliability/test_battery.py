@@ -226,6 +226,9 @@ def test_bad_requests_get_the_right_status_and_good_ones_are_unchanged(server, g
             failures.append(f"{case.name}: expected {want}, got {observed}")
     table, answer = baseline[model]
     assert server.infer(table, model=model) == answer, "a good request changed after the battery"
+    stats = server.client("http").get_inference_statistics(model)["model_stats"][0]["inference_stats"]
+    record(f"battery ({model})", "Triton's statistics after the battery", "documented",
+           f"success {stats['success']['count']}, fail {stats['fail']['count']} (see 'Statistics' above)")
     assert server.healthy
     assert not failures, "\n".join(failures)
 

@@ -6,7 +6,6 @@ naming the file / the pip distribution."""
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -108,30 +107,39 @@ def test_ensemble_mode_loads_graphs_with_unused_tensors_and_funnel_graph_reads_i
            "served, equal to in-process; `funnel graph` draws the ensemble repository")
 
 
-def test_export_replace_never_leaves_the_target_missing(tmp_path):
-    ens = multistage_ensemble()
+def test_export_replace_never_leaves_the_target_missing(tmp_path, monkeypatch):
+    """Every filesystem step of an overwriting export is followed by a check that the target
+    directory exists (deterministic: no polling race). Before, the old repository was renamed
+    aside first, leaving a moment with no target."""
+    import os
+
+    import funnel.triton.export as export_module
+
+    ens, _ = _unused_graph()
     target = tmp_path / "repo"
     ens.export(target)
-    missing = []
-    stop = threading.Event()
+    steps: list[tuple[str, bool]] = []
+    real_replace, real_exchange = os.replace, export_module._exchange
 
-    def watch():
-        while not stop.is_set():
-            if not target.is_dir():
-                missing.append(1)
+    def replace(a, b):
+        real_replace(a, b)
+        steps.append(("replace", target.is_dir()))
 
-    thread = threading.Thread(target=watch)
-    thread.start()
-    try:
-        for _ in range(15):
-            ens.export(target, overwrite=True)
-    finally:
-        stop.set()
-        thread.join()
-    assert not missing and (target / "funnel" / "1" / "funnel-graph.json").is_file()
+    def exchange(a, b):
+        done = real_exchange(a, b)
+        steps.append(("exchange", target.is_dir()))
+        return done
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(export_module, "_exchange", exchange)
+    for _ in range(3):
+        ens.export(target, overwrite=True)
+    assert steps and all(ok for _, ok in steps), steps
+    assert ("exchange", True) in steps and ("replace", True) not in steps  # one atomic swap each time
+    assert (target / "funnel" / "1" / "funnel-graph.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
-    record("isolation", "15 overwriting exports while another thread polls the target", "never missing",
-           f"missing {len(missing)} times")
+    record("isolation", "3 overwriting exports, the target checked after every rename", "never missing",
+           f"one atomic swap (renameat2 RENAME_EXCHANGE) per export; target present after all {len(steps)} steps")
 
 
 def test_load_faults_name_the_cause(tmp_path):

@@ -206,3 +206,15 @@ def test_non_utf8_request_id_and_huge_headers(server):
         conn.close()
     record("wire", "a request with 8 KiB of headers", "documented (Triton's header limit)", str(status))
     assert server.infer(table, model=LISTS) is not None
+
+
+def test_funnel_serve_offers_the_switches():
+    from click.testing import CliRunner
+
+    from funnel.cli import cli
+
+    out = CliRunner().invoke(cli, ["serve", "--help"])
+    assert out.exit_code == 0
+    for flag in ("--host", "--admin-key", "--open-admin-api", "--pass-env", "--no-watchdog"):
+        assert flag in out.output, flag
+    assert "127.0.0.1" in out.output
