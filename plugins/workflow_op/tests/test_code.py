@@ -43,7 +43,10 @@ def test_lambda_with_closure_and_module():
 
 def test_installed_function_saved_by_import_path():
     assert function_to_config(np.log1p) == {"import": "numpy:log1p"}
-    assert function_to_config(pd.to_datetime) == {"import": "pandas.core.tools.datetimes:to_datetime"}
+    cfg = function_to_config(pd.to_datetime)  # the module path depends on the pandas version
+    assert set(cfg) == {"import"} and cfg["import"].startswith("pandas") and cfg["import"].endswith(":to_datetime")
+    with trusting(True):
+        assert function_from_config(cfg) is pd.to_datetime
 
 
 def test_unsaveable_global_is_a_clear_error():
