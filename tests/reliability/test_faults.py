@@ -92,6 +92,8 @@ def test_killed_stub_and_crashed_frontend_are_recovered(ms_repo):
     with TritonServer(ms_repo, probe_interval=0.5) as server:
         expected = server.infer(request, model=MULTISTAGE)
         pid = stub_pid(server, MULTISTAGE)
+        region = Path("/dev/shm") / server._stubs[pid].lstrip("/")
+        assert region.name and region.exists()
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         # health reflects reality: unready (or unreachable) until recovered, never a green 200 on a dead stub
@@ -102,6 +104,7 @@ def test_killed_stub_and_crashed_frontend_are_recovered(ms_repo):
         took = _recover(server, request, expected, killed)
         assert seen_unready and server.restarts and "stub" in server.restarts[0]
         assert stub_pid(server, MULTISTAGE) != pid
+        assert not region.exists(), f"the dead stub's shared memory {region} leaked"
         record("faults", "kill -9 of the Python stub (probe every 0.5 s)", f"unready, then recovered < {RECOVERY_BOUND_S:.0f} s",
                f"unready within {server.probe_interval} s; good request answered again after {took:.1f} s (server restarted on the same ports)")
 
