@@ -194,6 +194,10 @@ class _FunnelModel:
             ) from None
         #: the export's trust_code switch, or FUNNEL_TRUST_CODE in the server's environment
         self.trust_code = params.get("FUNNEL_TRUST_CODE", "").lower() in ("1", "true", "yes")
+        if self.trust_code:  # one switch for this model's process: plugins (funnel-workflow) read the variable
+            import os  # noqa: PLC0415
+
+            os.environ["FUNNEL_TRUST_CODE"] = "1"
         _drop_capsule_reports()
         if NUMPY2:
             self_check(pb_utils.Tensor.from_dlpack, np.from_dlpack)
