@@ -15,6 +15,10 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"),
 ]
 
+#: GPU vs CPU scores: cuDNN's GRU and matmuls use TF32 on Hopper by default (measured on an H200:
+#: ids equal, scores within 2.5e-4 absolute); ids are compared exactly
+GPU_TOL = {"rtol": 1e-3, "atol": 5e-4}
+
 REQUEST = Schema([ColumnSchema(ITEM, "int64", dims=(None,)), ColumnSchema(CAT, "int64", dims=(None,))])
 
 
@@ -34,7 +38,7 @@ def test_cuda_device_top_k_equals_cpu(t4r_traced):
     # outputs stay on the device (cupy through DLPack) until the graph ends
     assert type(gpu["item_ids"].values).__module__.split(".")[0] in ("cupy", "torch")
     assert _host(gpu["item_ids"]).to_lists() == cpu["item_ids"].to_lists()
-    np.testing.assert_allclose(_host(gpu["item_id_scores"]).values, cpu["item_id_scores"].values, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_host(gpu["item_id_scores"]).values, cpu["item_id_scores"].values, **GPU_TOL)
 
 
 def test_cupy_and_torch_cuda_tables_go_in_without_host_copies(t4r_traced):
@@ -48,12 +52,12 @@ def test_cupy_and_torch_cuda_tables_go_in_without_host_copies(t4r_traced):
     v = feeds[ITEM + "__values"]
     assert v.is_cuda and v.data_ptr() == cupy_table[ITEM].values.data.ptr  # zero-copy through DLPack
     got = op.transform(cupy_table)["output"]
-    np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cupy.asnumpy(got), want, **GPU_TOL)
     torch_table = Table({
         ITEM: Ragged(torch.as_tensor(items.values, device="cuda"), torch.as_tensor(items.offsets, device="cuda")),
         CAT: Ragged(torch.as_tensor(cats.values, device="cuda"), torch.as_tensor(cats.offsets, device="cuda")),
     })
-    np.testing.assert_allclose(_host(op.transform(torch_table)["output"]), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_host(op.transform(torch_table)["output"]), want, **GPU_TOL)
 
 
 def test_padded_program_exported_on_cuda_equals_cpu(padded_export, padded_module, tmp_path):
@@ -73,7 +77,7 @@ def test_padded_program_exported_on_cuda_equals_cpu(padded_export, padded_module
     cpu = Ensemble(["item_ids"] >> PredictPyTorch(padded_export, **kw), req).transform(Table({"item_ids": lists}))
     gpu = Ensemble(["item_ids"] >> PredictPyTorch(tmp_path / "cuda.pt2", device="cuda", **kw), req).transform(
         Table({"item_ids": lists}))
-    np.testing.assert_allclose(_host(gpu["output"]), cpu["output"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_host(gpu["output"]), cpu["output"], **GPU_TOL)
 
 
 @pytest.mark.triton
@@ -90,4 +94,4 @@ def test_kind_gpu_served_equals_cpu(t4r_traced, tmp_path):
             served = server.infer(table, model="funnel")
             local = ens_cpu.transform(table)
             assert served["item_ids"].to_lists() == local["item_ids"].to_lists()
-            np.testing.assert_allclose(served["item_id_scores"].values, local["item_id_scores"].values, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(served["item_id_scores"].values, local["item_id_scores"].values, **GPU_TOL)
