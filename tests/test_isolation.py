@@ -22,6 +22,7 @@ PLUGINS = {
     "plugins/faiss_op": ("", "faiss", "funnel-faiss"),
     "plugins/feast_op": ("[redis]", "feast", "funnel-feast"),
     "plugins/tf_op": ("[cpu]", "tf", "funnel-tensorflow"),
+    "plugins/torch_t4r_op": ("[session]", "torch", "funnel-torch"),
     "plugins/workflow_op": ("[dask]", "workflow", "funnel-workflow"),
 }
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}
