@@ -196,3 +196,10 @@ def test_builtin_workflow_loads_without_trust(builtin, tmp_path, monkeypatch):
     monkeypatch.delenv("FUNNEL_TRUST_CODE", raising=False)
     loaded = nvt.Workflow.load(wf.save(tmp_path / "wf"))
     assert loaded.output_schema == wf.output_schema
+
+
+def test_encoded_session_key_warns_at_serving(fitted, builtin):
+    # the example categorifies session_id before grouping: unseen sessions would share one id
+    with pytest.warns(UserWarning, match="'session_id' is Categorify-encoded"):
+        TransformWorkflow(fitted)
+    assert TransformWorkflow(builtin[0]).warnings == []  # grouped on the raw session_id

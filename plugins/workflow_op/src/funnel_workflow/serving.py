@@ -8,6 +8,7 @@ only LambdaOps / user operators on pandas.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ class TransformWorkflow(Operator):
         self._plan = Plan(self._graph, serving=True)
         self.changes_rows = wf.changes_rows
         self.skipped = wf.offline_only_ops()
+        self.warnings = _encoded_group_keys(self._graph)
+        for message in self.warnings:
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     @property
     def input_schema(self) -> Schema:
@@ -86,3 +90,22 @@ class TransformWorkflow(Operator):
     @property
     def label(self) -> str:
         return "TransformWorkflow"
+
+
+def _encoded_group_keys(graph: Any) -> list[str]:
+    """Warnings for Groupby keys that a Categorify encoded: at serving, every session unseen
+    at fit time gets the same out-of-vocabulary id, so those sessions form one group."""
+    out = []
+    for b in graph.op_nodes:
+        keys = getattr(b.node.op, "groupby_cols", None)
+        if not keys or getattr(b.node.op, "offline_only", False):
+            continue
+        for key in keys:
+            col = b.input_schema.get(key)
+            if col is not None and "encoding" in col.properties:
+                out.append(
+                    f"TransformWorkflow: Groupby key {key!r} is Categorify-encoded; at serving every {key} "
+                    "unseen at fit time maps to the out-of-vocabulary id, and those rows form ONE group. "
+                    f"For live traffic group on the raw {key} (Categorify it after the Groupby, or not at all)"
+                )
+    return out
