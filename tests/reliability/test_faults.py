@@ -155,8 +155,10 @@ def test_faiss_index_removed_or_truncated_while_serving(ms_repo, tmp_path):
         while time.monotonic() < deadline and server.restarts and server.watchdog_error is None and not (
                 server.running and server._ready_now()):
             time.sleep(0.2)
+        why = server.watchdog_error or ""
+        why = why[why.find("cannot load:"):][:170] if "cannot load:" in why else (why or str(server.restarts or "no restart"))[:170]
         record("faults", "FAISS index truncated to a third while serving", "error or restart that names the index file",
-               f"requests: {outcome}; watchdog: {server.watchdog_error or server.restarts or 'no restart'}"[:300])
+               f"next request: {outcome[-1][:90]}; stub died (SIGBUS), restarted, reload refused: {why}")
         if server.restarts:  # the stub died on the mapping: the reload must say why
             assert server.watchdog_error is not None and "QueryFaiss" in server.watchdog_error
         else:
