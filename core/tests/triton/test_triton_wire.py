@@ -139,3 +139,31 @@ def test_graph_checked_against_config_pbtxt_at_load(tmp_path):
     with pytest.raises(ServerError, match=r"output tensor 'top_ids' is INT64 \[-1, 5\] in the graph but INT64 \[-1, 3\] in the config"):
         with TritonServer(repo, timeout=120):
             pass
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_funnel_infer_reports_csv_lists_and_string_ids(served, tmp_path, protocol):
+    """Item 7: `funnel infer` names the column instead of 'could not reach'; rows-form answers print."""
+    import json
+
+    from click.testing import CliRunner
+
+    from funnel.cli import cli
+
+    server, _ = served
+    url = server.http_url if protocol == "http" else server.grpc_url
+    csv = tmp_path / "rows.csv"
+    csv.write_text('user_id,seen\n1,"[1, 2]"\n2,"[3]"\n')
+    result = CliRunner().invoke(cli, ["infer", str(csv), "--url", url, "--protocol", protocol, "--model", LIST_MODEL])
+    assert result.exit_code != 0 and "could not reach" not in result.output
+    assert "column 'seen' must hold a list per row" in result.output and "CSV cannot carry lists" in result.output
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps([{"user_id": "u1"}]))
+    result = CliRunner().invoke(cli, ["infer", str(ids), "--url", url, "--protocol", protocol])
+    assert result.exit_code != 0 and "column 'user_id' holds strings" in result.output
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps([{"user_id": 7}, {"user_id": 11}]))
+    result = CliRunner().invoke(cli, ["infer", str(ok), "--url", url, "--protocol", protocol, "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert [r["candidates"] for r in got] == [[70, 71], [110, 111, 112]] and [r["best"] for r in got] == [70, 110]
