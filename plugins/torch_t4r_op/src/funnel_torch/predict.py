@@ -39,12 +39,18 @@ TOPK_SCORES, TOPK_IDS = "item_id_scores", "item_ids"
 _INSTALL_HINT = "PyTorch is not installed; install it with `pip install funnel-torch` (it depends on torch)"
 
 
+_TORCH: Any = None
+
+
 def _torch() -> Any:
-    try:
-        import torch  # noqa: PLC0415 - lazy on purpose
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-    return torch
+    global _TORCH  # noqa: PLW0603 - imported once, on first use
+    if _TORCH is None:
+        try:
+            import torch  # noqa: PLC0415 - lazy on purpose
+        except ImportError as exc:
+            raise ImportError(_INSTALL_HINT) from exc
+        _TORCH = torch
+    return _TORCH
 
 
 def configure_torch(intra_op_threads: int | None = None) -> None:
@@ -308,6 +314,10 @@ class PredictPyTorch(Operator):
     # -- feeding ----------------------------------------------------------------------
     def _to_torch(self, arr: Any) -> Any:
         torch = _torch()
+        if type(arr) is np.ndarray and self._device == "cpu":  # the hot path
+            if not arr.flags.writeable or not arr.flags.c_contiguous:
+                arr = np.array(arr, copy=True, order="C")
+            return torch.from_numpy(arr)
         mod = array_module(arr)
         if mod == "torch":
             t = arr
@@ -321,7 +331,7 @@ class PredictPyTorch(Operator):
         return t if str(t.device) == self._device or (self._device == "cuda" and t.is_cuda) else t.to(self._device)
 
     def _cast(self, arr: Any, dtype: str | None, column: str) -> Any:
-        if dtype is None:
+        if dtype is None or (type(arr) is np.ndarray and arr.dtype.name == dtype):
             return arr
         return cast_lossless(arr, dtype, column=column, where=self.label, error=RequestError)
 
@@ -583,14 +593,14 @@ class PredictPyTorch(Operator):
                 if t.ndim == 2 and t.shape[1] == 1 and _output_dims(spec["shape"]) == ():
                     t = t[:, 0]
                 cols[spec["name"]] = _from_torch(t)
-            return Table(cols, num_rows=rows)
+            return Table._derived(cols, rows) if all(c.shape[0] == rows for c in cols.values()) else Table(cols, num_rows=rows)
         return self._top_k(outs[0], feeds, table, rows)
 
     def _top_k(self, logits: Any, feeds: dict[str, Any], table: Table, rows: int) -> Table:
         torch = _torch()
         k = self.top_k
         assert k is not None
-        scores = logits.float()
+        scores = logits if logits.dtype == torch.float32 else logits.float()
         if self.exclude_seen:
             scores = scores.clone()
             seen = table[self.item_id_column]
@@ -610,14 +620,16 @@ class PredictPyTorch(Operator):
             if self._mapping is None or self._mapping.device != top_ids.device:
                 self._mapping = torch.from_numpy(self._mapping_np).to(top_ids.device)
             top_ids = self._mapping[top_ids]
-        offsets = torch.arange(0, (rows + 1) * k, k, dtype=torch.int64, device=top_ids.device)
-        out_off = _from_torch(offsets)
-        return Table(
+        if top_ids.is_cuda:
+            out_off = _from_torch(torch.arange(0, (rows + 1) * k, k, dtype=torch.int64, device=top_ids.device))
+        else:
+            out_off = np.arange(0, (rows + 1) * k, k, dtype=np.int64)
+        return Table._derived(
             {
                 TOPK_SCORES: Ragged(_from_torch(top_scores.reshape(-1)), out_off, validate=False),
-                TOPK_IDS: Ragged(_from_torch(top_ids.reshape(-1).to(torch.int64)), out_off, validate=False),
+                TOPK_IDS: Ragged(_from_torch(top_ids.reshape(-1)), out_off, validate=False),
             },
-            num_rows=rows,
+            rows,
         )
 
     def _empty(self) -> Table:
