@@ -247,7 +247,6 @@ class PredictPyTorch(Operator):
         self.has_mapping = id_mapping is not None
         self.outputs = self._outputs_from(output_schema) if output_schema is not None else self._probe_outputs()
         self._check_top_k()
-        self._after_load()
 
     # -- planning ---------------------------------------------------------------------
     def _plan_inputs(
@@ -771,10 +770,6 @@ class PredictPyTorch(Operator):
                 raise ArtifactError(f"{self.label}: {mapping} not found; the graph's artifacts are incomplete")
             self._mapping_np = np.load(mapping, allow_pickle=False)
             self._mapping = None
-        self._after_load()
-
-    def _after_load(self) -> None:
-        """Warm the model once so the first request does not pay for lazy initialisation."""
 
     # -- Triton ensemble mode ------------------------------------------------------------
     def native_triton_model(self) -> NativeTritonModel | None:
