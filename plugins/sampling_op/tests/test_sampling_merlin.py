@@ -75,3 +75,15 @@ def test_short_rows_pad_with_finite_values_and_return_lengths(cls) -> None:
     assert scores[0, 2] == 0.0 and scores[1].tolist() == [0.0, 0.0, 0.0]
     assert out["ordered_ids"][1].tolist() == [-1, -1, -1]
     json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}, allow_nan=False)  # strict JSON holds
+
+
+def test_one_seeded_sampler_in_two_graphs_shares_no_random_state() -> None:
+    """Issue 12 item 8: each graph binds its own copy; a seeded sampler starts at its seed in each."""
+    op = SoftmaxSampling(relevance_col="score", temperature=1.0, topk=3, seed=9)
+    table = Table({"item_id": np.tile(np.arange(3, dtype=np.int64), (50, 1)), "score": np.tile(SCORES, (50, 1))})
+    first = Ensemble(Node.coerce(["item_id", "score"]) >> op, REQ)
+    second = Ensemble(Node.coerce(["item_id", "score"]) >> op, REQ)
+    a = first.transform(table)["ordered_ids"]
+    b = second.transform(table)["ordered_ids"]  # not the continuation of first's generator
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first.transform(table)["ordered_ids"], a)  # each graph's own stream moves on

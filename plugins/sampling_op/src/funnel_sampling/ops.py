@@ -262,6 +262,15 @@ class SoftmaxSampling(_Ordering):
         self._rng = np.random.default_rng(self.seed)
         self._lock = threading.Lock()
 
+    def __copy__(self) -> SoftmaxSampling:
+        """The per-graph copy a graph binds: its own generator (from ``seed``) and lock, so one
+        operator used in two graphs shares no random state; each graph starts at the seed."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._rng = np.random.default_rng(self.seed)
+        new._lock = threading.Lock()
+        return new
+
     def _keys(self, scores: np.ndarray) -> np.ndarray:
         with self._lock:
             noise = self._rng.gumbel(size=scores.shape[0])
