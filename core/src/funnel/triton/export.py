@@ -88,7 +88,8 @@ def export_ensemble(
     a larger request is refused with HTTP 400 / gRPC INVALID_ARGUMENT before any work (Triton's
     ``max_batch_size`` counts requests, not rows). ``trust_code=True`` lets the served model
     import ``module:Name`` operator types that no plugin registers (docs/reliability.md); without
-    it, exporting a graph that holds such an operator (outside ``funnel`` itself) is refused.
+    it, exporting a graph that holds such an operator (outside ``funnel`` itself) warns, and the
+    served model refuses to load it.
     """
     if mode not in ("executor", "ensemble"):
         raise ExportError(f"mode must be 'executor' or 'ensemble', got {mode!r}")
@@ -99,7 +100,7 @@ def export_ensemble(
     rows = DEFAULT_MAX_REQUEST_ROWS if max_request_rows is None else int(max_request_rows)
     if rows < 0:
         raise ExportError(f"max_request_rows must be >= 0 (0 = no limit), got {max_request_rows!r}")
-    _check_trust(ensemble, trust_code)
+    _check_trust(ensemble, trust_code, mode, native_backends)
     target = Path(path)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise ExportError(f"{target} is not empty; pass overwrite=True to replace it")
@@ -143,23 +144,32 @@ def export_ensemble(
     return target
 
 
-def _check_trust(ensemble: Ensemble, trust_code: bool) -> None:
-    """Refuse, at export, a graph the served model could only rebuild by importing code."""
+def _check_trust(ensemble: Ensemble, trust_code: bool, mode: str, native_backends: bool) -> None:
+    """Warn, at export, about operators the served model can rebuild only by importing code:
+    without trust_code the served model refuses to load them (docs/reliability.md)."""
     if trust_enabled(trust_code):
         return
     registered = operators()
     untrusted = set()
     for bound in ensemble.graph.op_nodes:
-        name = bound.node.op.type_name if bound.node.op is not None else ""
+        op = bound.node.op
+        name = op.type_name if op is not None else ""
         module = name.split(":", 1)[0]
-        if ":" in name and name not in registered and module != "funnel" and not module.startswith("funnel."):
-            untrusted.add(name)
+        if ":" not in name or name in registered or module == "funnel" or module.startswith("funnel."):
+            continue
+        if mode == "ensemble" and native_backends and op.native_triton_model() is not None:
+            continue  # served by its native backend: nothing imports it
+        untrusted.add(name)
     if untrusted:
-        raise ExportError(
-            f"operator type(s) {sorted(untrusted)} are not registered by any funnel plugin; the served model "
-            "would have to import their modules, which funnel does only when told to. Register them through a "
-            "plugin (docs/writing-a-plugin.md), or pass trust_code=True (or set FUNNEL_TRUST_CODE=1 at "
-            "export and serve time) if you trust that code"
+        import warnings  # noqa: PLC0415
+
+        warnings.warn(
+            f"operator type(s) {sorted(untrusted)} are not registered by any funnel plugin: the served model "
+            "will refuse to import their modules unless trusted. Register them through a plugin "
+            "(docs/writing-a-plugin.md), or export with trust_code=True (or set FUNNEL_TRUST_CODE=1 where the "
+            "server runs) if you trust that code",
+            UserWarning,
+            stacklevel=3,
         )
 
 
