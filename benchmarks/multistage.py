@@ -696,8 +696,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cells: list[Cell] = []
 
+    stem = Path(args.out) if args.out else RESULTS / f"{dt.date.today().isoformat()}-{socket.gethostname()}"
+    partial = stem.parent / f"{stem.name}.partial.json"
+
     def record(cell: Cell) -> None:
         cells.append(cell)
+        # a long run that dies keeps what it measured (the final write removes this file)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"cells": [asdict(c) | {"key": c.key} for c in cells]}, indent=1) + "\n")
         spread = cell.extra.get("p50_per_repeat_ms", [])
         print(
             f"  {cell.key:38s} p50 {cell.p50_ms:8.2f}  p95 {cell.p95_ms:8.2f}  p99 {cell.p99_ms:8.2f} ms  "
@@ -765,8 +771,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": _versions(),
         **triton_meta,
     }
-    stem = Path(args.out) if args.out else RESULTS / f"{dt.date.today().isoformat()}-{socket.gethostname()}"
     write_results(stem, cells, meta)
+    partial.unlink(missing_ok=True)
     print(f"[bench] wrote {stem}.md / .json / .png", flush=True)
     if smoke_tmp is not None:
         smoke_tmp.cleanup()

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
 
-def run(script: str, *args: str, timeout: float = 240) -> str:
+def run(script: str, *args: str, timeout: float = 600) -> str:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, str(BENCH / script), "--smoke", *args],
