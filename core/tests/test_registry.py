@@ -95,8 +95,11 @@ def test_misspelled_hook_fails_at_load():
         registry.register_plugin(Typo(), name="typo")
 
 
-def test_unregistered_user_operator_is_found_by_import_path():
-    # importing a module named by a graph file runs code: only with trust_code
+def test_unregistered_user_operator_is_found_by_import_path(monkeypatch):
+    # importing a module named by a graph file runs code: only with trust_code (a module
+    # already imported is resolved without importing anything)
+    monkeypatch.delitem(sys.modules, "custom_ops", raising=False)
+    monkeypatch.delenv("FUNNEL_TRUST_CODE", raising=False)
     with pytest.raises(OperatorNotFound, match="trust_code=True.*FUNNEL_TRUST_CODE=1"):
         registry.get_operator("custom_ops:ItemAge")
     cls = registry.get_operator("custom_ops:ItemAge", trust_code=True)
