@@ -6,7 +6,8 @@ seen filter → Feast item lookup → unroll → TF ranker → SoftmaxSampling t
 executor mode with dynamic batching, once per instance count, and served by the embedded
 Triton. A closed loop of C client threads (one tritonclient each, HTTP) sends requests of U
 users; every cell reports p50/p95/p99 latency, requests/s and users/s, plus the speed-up over
-one instance. Each instance is its own Python-backend process, so on a machine with k cores
+one instance. All servers stay up and cells are measured round-robin across instance counts
+(``--rounds``, median reported), so load drift hits every count alike. Each instance is its own Python-backend process, so on a machine with k cores
 more than k instances cannot add compute; the load average before and after each cell is
 recorded because other work on the machine changes the numbers.
 
@@ -70,31 +71,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta = {**machine(), "cores": os.cpu_count(), "versions": _versions(), "smoke": bool(args.smoke),
             "instances": args.instances, "load_avg_start": _load(),
             "pipeline": "examples/multistage executor model (Feast, TF, FAISS, filter, TF ranker, SoftmaxSampling)"}
-    with tempfile.TemporaryDirectory(prefix="funnel-scaling-") as tmp:
+    # every server stays up for the whole run and the cells are measured round-robin across
+    # instance counts (``--rounds`` times), so load from other work on the machine drifts into
+    # every count alike; a cell's figure is the median over its rounds
+    from contextlib import ExitStack  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="funnel-scaling-") as tmp, ExitStack() as stack:
+        servers = {}
         for count in args.instances:
             repo = ens.export(Path(tmp) / f"repo{count}", mode="executor", instance_count=count, overwrite=True)
             t0 = time.perf_counter()
-            with TritonServer(repo, timeout=600) as server:
-                ready_s = time.perf_counter() - t0
-                print(f"[scaling] {count} instance(s) ready in {ready_s:.1f} s", flush=True)
-                for users, conc in args.cells:
-                    requests = [Table({"user_id": rng.choice(pool, size=users, replace=False)}) for _ in range(64)]
+            servers[count] = (stack.enter_context(TritonServer(repo, timeout=900)), time.perf_counter() - t0)
+            print(f"[scaling] {count} instance(s) ready in {servers[count][1]:.1f} s", flush=True)
+        requests = {users: [Table({"user_id": rng.choice(pool, size=users, replace=False)}) for _ in range(64)]
+                    for users, _ in args.cells}
+        rounds: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
+        for r in range(args.rounds):
+            for users, conc in args.cells:
+                for count in args.instances:
+                    server = servers[count][0]
                     it = iter(range(10**9))
 
-                    def call(requests=requests, it=it) -> Any:
-                        return server.infer(requests[next(it) % len(requests)])
+                    def call(server=server, reqs=requests[users], it=it) -> Any:
+                        return server.infer(reqs[next(it) % len(reqs)])
 
                     before = _load()
-                    stats = measure(call, n=args.n // max(1, users // 4), warmup=args.warmup, concurrency=conc)
-                    row = {
-                        "instances": count, "users_per_request": users, "concurrency": conc, **stats.to_dict(),
-                        "requests_per_s": round(stats.throughput, 1), "users_per_s": round(stats.throughput * users, 1),
-                        "load_avg_before": before, "load_avg_after": _load(), "ready_s": round(ready_s, 1),
-                    }
-                    row.pop("throughput")
-                    cells.append(row)
-                    print(f"[scaling] instances={count} users={users} conc={conc}: {row['requests_per_s']} req/s, "
-                          f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms", flush=True)
+                    stats = measure(call, n=max(8, args.n // max(1, users // 4)), warmup=args.warmup if r == 0 else 4,
+                                    concurrency=conc)
+                    rounds.setdefault((count, users, conc), []).append(
+                        {**stats.to_dict(), "load_before": before, "load_after": _load()})
+                    print(f"[scaling] round {r + 1}/{args.rounds} instances={count} users={users} conc={conc}: "
+                          f"{stats.throughput:.1f} req/s, p50 {stats.p50_ms:.1f} ms", flush=True)
+        for (count, users, conc), runs in rounds.items():
+            med = {k: float(np.median([x[k] for x in runs])) for k in ("p50_ms", "p95_ms", "p99_ms", "throughput")}
+            cells.append({
+                "instances": count, "users_per_request": users, "concurrency": conc,
+                "n": int(sum(x["n"] for x in runs)), "rounds": len(runs),
+                **{k: round(v, 2) for k, v in med.items() if k != "throughput"},
+                "requests_per_s": round(med["throughput"], 1), "users_per_s": round(med["throughput"] * users, 1),
+                "requests_per_s_rounds": [round(x["throughput"], 1) for x in runs],
+                "load_avg_before": runs[0]["load_before"], "load_avg_after": runs[-1]["load_after"],
+                "ready_s": round(servers[count][1], 1),
+            })
     base = {(c["users_per_request"], c["concurrency"]): c["requests_per_s"] for c in cells if c["instances"] == args.instances[0]}
     for c in cells:
         c["speedup_vs_first"] = round(c["requests_per_s"] / base[(c["users_per_request"], c["concurrency"])], 2)
@@ -114,13 +132,13 @@ def write(result: dict[str, Any], stem: Path) -> None:
         f"load average (1/5/15 min) at start {meta['load_avg_start']}, at end {meta['load_avg_end']}. "
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.",
         "",
-        "| instances | users/request | concurrency | n | p50 ms | p95 ms | p99 ms | requests/s | users/s | × 1 instance | load avg before → after |",
+        "| instances | users/request | concurrency | n | p50 ms | p95 ms | p99 ms | requests/s (median; per round) | users/s | × 1 instance | load avg first → last round |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["cells"]:
         lines.append(
             f"| {c['instances']} | {c['users_per_request']} | {c['concurrency']} | {c['n']} | {c['p50_ms']:.1f} | "
-            f"{c['p95_ms']:.1f} | {c['p99_ms']:.1f} | {c['requests_per_s']} | {c['users_per_s']} | "
+            f"{c['p95_ms']:.1f} | {c['p99_ms']:.1f} | {c['requests_per_s']} ({', '.join(map(str, c['requests_per_s_rounds']))}) | {c['users_per_s']} | "
             f"{c['speedup_vs_first']} | {c['load_avg_before'][0]} → {c['load_avg_after'][0]} |"
         )
     notes = stem.with_name(stem.name + ".notes.md")
@@ -143,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="examples/multistage work directory (models, feature repo, index; reused when complete)")
     parser.add_argument("--instances", default="1,2,4", help="instance_group counts to measure")
     parser.add_argument("--cells", default="1x8,16x4", help="USERSxCONCURRENCY pairs (users per request × client threads)")
-    parser.add_argument("-n", type=int, default=600, help="requests per cell (fewer for bigger requests)")
+    parser.add_argument("-n", type=int, default=300, help="requests per cell and round (fewer for bigger requests)")
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin rounds over the instance counts (median)")
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--smoke", action="store_true", help="tiny data and counts, results in a temp dir")
     parser.add_argument("--out", default=None, help="results stem (default benchmarks/results/scaling)")
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cells = _cells(args.cells)
     if args.smoke:
         args.workdir = str(Path(args.workdir).with_name(Path(args.workdir).name + "-smoke"))
-        args.n, args.warmup = 16, 4
+        args.n, args.warmup, args.rounds = 16, 4, 1
         if args.out is None:
             args.out = str(Path(tempfile.mkdtemp(prefix="funnel-scaling-smoke-")) / "scaling")
     stem = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "scaling"
