@@ -16,7 +16,8 @@ __all__ = ["LocalExecutor", "validate_request", "apply_operator", "run_lifted"]
 def validate_request(table: Table, schema: Schema) -> Table:
     """Check a request table against the request schema; returns it restricted to the schema.
 
-    Raises RequestError naming the missing/extra column or the dtype problem.
+    Columns the schema does not name are dropped (not an error). Raises RequestError naming
+    a missing column, a list/scalar mismatch or a dtype that cannot be cast losslessly.
     """
     missing = [n for n in schema.column_names if n not in table]
     if missing:

@@ -1,7 +1,7 @@
 """QueryFeast served by the embedded Triton server (executor mode) equals in-process.
 
 Numeric features only: BYTES (string) tensors cannot cross the embedded server's Python
-backend under numpy 2 (docs: /work/shared/notes/embedded-triton.md).
+backend under numpy 2 (docs/serving.md, "numpy 2 and the Python backend stub").
 """
 
 from __future__ import annotations
