@@ -203,3 +203,12 @@ def test_lossy_request_values_are_refused(ranker_scripted):
     assert ok["score"].shape == (1,)
     with pytest.raises(RequestError, match=r"'user_age' has values in \[3000000000"):
         ens.transform(Table({"user_age": np.array([3_000_000_000], "int64"), "item_id": np.array([1])}))
+
+
+def test_device_names(monkeypatch):
+    from funnel_torch.predict import resolve_device
+
+    with pytest.raises(SchemaError, match="'tpu' is not one of 'cpu', 'cuda', 'cuda:N', 'instance'"):
+        resolve_device("tpu")
+    monkeypatch.setenv("FUNNEL_INSTANCE_DEVICE", "cpu")  # what a runtime sets for its instance
+    assert resolve_device("instance") == "cpu"

@@ -71,12 +71,14 @@ def configure_torch(intra_op_threads: int | None = None) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given; ``"instance"`` = the Triton instance's GPU
-    (``FUNNEL_INSTANCE_DEVICE``, set by funnel's runtime for KIND_GPU instances), else ``cuda``
-    when a GPU is present, else ``cpu``."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given; ``"instance"`` = the Triton instance's GPU:
+    ``FUNNEL_INSTANCE_DEVICE`` when set, else torch's current CUDA device (where the runtime's
+    cupy request tables live), else ``cpu``."""
     torch = _torch()
     if device == "instance":
-        device = os.environ.get("FUNNEL_INSTANCE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = os.environ.get("FUNNEL_INSTANCE_DEVICE") or (
+            f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        )
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise SchemaError(f"PredictPyTorch: device {device!r} is not one of 'cpu', 'cuda', 'cuda:N', 'instance'")
     if device.startswith("cuda"):
