@@ -142,6 +142,10 @@ class TabularSequenceFeatures(torch.nn.Module):
         self.embeddings = torch.nn.ModuleDict(
             {_key(n): torch.nn.Embedding(card, embedding_dim_default, padding_idx=0) for n, card in categorical}
         )
+        for emb in self.embeddings.values():  # Transformers4Rec's default: normal(0, 0.05)
+            torch.nn.init.normal_(emb.weight, mean=0.0, std=0.05)
+            with torch.no_grad():
+                emb.weight[0].zero_()
         width = embedding_dim_default * len(self.categorical)
         self.continuous_layer = None
         if self.continuous:
@@ -444,7 +448,7 @@ def fit(model: SessionModel, sessions: Any, epochs: int = 5, batch_size: int = 1
             opt.zero_grad()
             out["loss"].backward()
             opt.step()
-            total += float(out["loss"]) * batch[model.item_id].shape[0]
+            total += out["loss"].item() * batch[model.item_id].shape[0]
             count += batch[model.item_id].shape[0]
             bar.set_postfix(loss=f"{total / count:.4f}")
         losses.append(total / max(count, 1))
