@@ -170,8 +170,9 @@ def batch_repo(tmp_path_factory):
     base = tmp_path_factory.mktemp("batch")
     calls = base / "calls.txt"
     ens = Ensemble(["user_id"] >> RaiseOnValue("user_id", calls_file=str(calls)), Schema([ColumnSchema("user_id", "int64")]))
-    repo = ens.export(base / "repo", name="raise", max_queue_delay_us=300_000)
-    return repo, calls
+    repo = ens.export(base / "repo", name="raise", max_queue_delay_us=300_000, max_request_rows=10)
+    with TritonServer(repo) as server:
+        yield server, calls
 
 
 def _concurrent(server: TritonServer, ids: list[int]) -> list[tuple[int, object]]:
@@ -193,44 +194,42 @@ def test_failed_merged_batch_is_logged_isolated_and_answered_once(batch_repo):
     """Issue 12 item 6: a merged dynamic batch that fails was swallowed and every request re-ran.
     Now: logged; a client fault re-runs each request alone once (the bad one gets its 400);
     a server fault answers the whole batch once with the 500, not re-running anything."""
-    repo, calls = batch_repo
-    with TritonServer(repo) as server:
-        calls.write_text("")
-        results = _concurrent(server, [1, 2, 3, -666, 5, 6])
-        runs = [int(x) for x in calls.read_text().split()]
-        assert [r[0] for r in results] == [200, 200, 200, 400, 200, 200], results
-        assert "holds -666" in results[3][1]
-        assert [r[1] for r in results if r[0] == 200] == [[v, v + 1000] for v in (1, 2, 3, 5, 6)]
-        assert any(r > 2 for r in runs), f"the requests were not merged into one execute() call: {runs}"
-        assert len(runs) <= 1 + 6  # one merged run, then each request alone at most once
-        assert "merged batch of" in server.log and "isolate the failing one" in server.log
-        record("batching", "6 concurrent requests merged, one holds an id the op refuses (RequestError)",
-               "logged; bad one 400, others answered once", f"op runs (rows): {runs}; 1 x 400, 5 x 200; warning in log")
+    server, calls = batch_repo
+    calls.write_text("")
+    results = _concurrent(server, [1, 2, 3, -666, 5, 6])
+    runs = [int(x) for x in calls.read_text().split()]
+    assert [r[0] for r in results] == [200, 200, 200, 400, 200, 200], results
+    assert "holds -666" in results[3][1]
+    assert [r[1] for r in results if r[0] == 200] == [[v, v + 1000] for v in (1, 2, 3, 5, 6)]
+    assert any(r > 2 for r in runs), f"the requests were not merged into one execute() call: {runs}"
+    assert len(runs) <= 1 + 6  # one merged run, then each request alone at most once
+    assert "merged batch of" in server.log and "isolate the failing one" in server.log
+    record("batching", "6 concurrent requests merged, one holds an id the op refuses (RequestError)",
+           "logged; bad one 400, others answered once", f"op runs (rows): {runs}; 1 x 400, 5 x 200; warning in log")
 
-        calls.write_text("")
-        results = _concurrent(server, [1, 2, -777, 4])
-        runs = [int(x) for x in calls.read_text().split()]
-        failed = [r for r in results if r[0] != 200]
-        assert failed and all(r[0] == 500 and "injected server fault" in r[1] for r in failed), results
-        # every batch ran exactly once: a re-run would add rows beyond the 8 sent
-        assert sum(runs) == 8, f"rows run: {runs}"
-        assert "server fault" in server.log
-        record("batching", "4 concurrent requests merged, one makes the op fail with a server fault",
-               "logged; that batch answered once with 500, nothing re-run",
-               f"op runs (rows): {runs}; {len(failed)} x 500, {len(results) - len(failed)} x 200")
+    calls.write_text("")
+    results = _concurrent(server, [1, 2, -777, 4])
+    runs = [int(x) for x in calls.read_text().split()]
+    failed = [r for r in results if r[0] != 200]
+    assert failed and all(r[0] == 500 and "injected server fault" in r[1] for r in failed), results
+    # every batch ran exactly once: a re-run would add rows beyond the 8 sent
+    assert sum(runs) == 8, f"rows run: {runs}"
+    assert "server fault" in server.log
+    record("batching", "4 concurrent requests merged, one makes the op fail with a server fault",
+           "logged; that batch answered once with 500, nothing re-run",
+           f"op runs (rows): {runs}; {len(failed)} x 500, {len(results) - len(failed)} x 200")
 
 
-def test_rows_limit_and_memory_after_a_large_request(tmp_path, server):
+def test_rows_limit_and_memory_after_a_large_request(tmp_path, server, batch_repo):
     """Fault 2: a request's rows are bounded (set at export; 400 before any work) and the
     memory a large request used is handed back afterwards."""
     ens = Ensemble(["user_id"] >> RaiseOnValue("user_id"), Schema([ColumnSchema("user_id", "int64")]))
     with pytest.raises(Exception, match="max_request_rows must be >= 0"):
         ens.export(tmp_path / "bad", max_request_rows=-1)
-    repo = ens.export(tmp_path / "repo", name="raise", max_request_rows=10)
-    with TritonServer(repo) as small:
-        assert list(np.asarray(small.infer(Table({"user_id": np.arange(10)}), model="raise")["checked"])) == list(range(10))
-        with pytest.raises(RequestError, match="11 rows.*at most 10 rows.*max_request_rows"):
-            small.infer(Table({"user_id": np.arange(11)}), model="raise")
+    small, _ = batch_repo  # exported with max_request_rows=10
+    assert list(np.asarray(small.infer(Table({"user_id": np.arange(10)}), model="raise")["checked"])) == list(range(10))
+    with pytest.raises(RequestError, match="11 rows.*at most 10 rows.*max_request_rows"):
+        small.infer(Table({"user_id": np.arange(11)}), model="raise")
     record("limits", "export(max_request_rows=10): 10 rows, then 11 rows", "200, then 400 naming the limit", "200, then 400")
 
     # memory: the shared server's multistage stub, 4,096 rows at a time
@@ -245,3 +244,45 @@ def test_rows_limit_and_memory_after_a_large_request(tmp_path, server):
     record("limits", "3 requests of 4,096 rows, then a 1 s pause (stub RSS)", "back near the start (< +64 MB)",
            f"{before:.0f} MB before, {peak:.0f} MB after the requests, {after:.0f} MB after the pause")
     assert after - before < 64, (before, peak, after)
+
+
+def test_feast_online_store_removed_or_corrupted_while_serving(tmp_path):
+    """The Feast online store (sqlite) removed, then overwritten with garbage, while serving:
+    a server fault answered 500 with the backend's reason (not a 400, not a crash), and the
+    server serves again once the store is back — no restart needed."""
+    import pandas as pd
+    from funnel_feast import QueryFeast
+    from funnel_feast.repo import build_feature_repo
+
+    frame = pd.DataFrame({"user_id": np.arange(100, dtype=np.int64), "age": np.arange(100, dtype=np.float32) + 18})
+    store = build_feature_repo(tmp_path / "feast", {"user_features": ("user_id", frame)})
+    (db,) = [p for p in (store / "data").glob("*.db") if p.name != "registry.db"]
+    ens = Ensemble(["user_id"] >> QueryFeast.from_feature_view(store, "user_features", "user_id", output_prefix="user",
+                                                                features=["age"]),
+                   Schema([ColumnSchema("user_id", "int64")]))
+    repo = ens.export(tmp_path / "repo")
+    schema = ens.input_schema
+
+    def send(ids: list[int]):
+        table = Table({"user_id": np.asarray(ids, dtype=np.int64)})
+        return post(server, "/v2/models/funnel/infer", infer_body(json_inputs(table, schema, form=wire_form(schema))))
+
+    with TritonServer(repo, timeout=120) as server:
+        assert send([1, 2]).status == 200
+        saved = db.read_bytes()
+        with open(db, "r+b") as f:  # the same file the store has open
+            f.write(b"this is not a sqlite database" * 200)
+        corrupt = send([5, 6])
+        with open(db, "r+b") as f:
+            f.write(saved)
+        back = send([7, 8])
+        db.unlink()
+        removed = send([3, 4])
+        record("faults", "Feast online store (sqlite) overwritten with garbage while serving", "500 naming the cause",
+               f"{corrupt.status}: {corrupt.message[:150]}")
+        record("faults", "Feast online store restored in place", "200 again, no restart", f"{back.status}; restarts: {len(server.restarts)}")
+        record("faults", "Feast online store file removed while serving", "keeps serving (the store holds the file open)",
+               f"{removed.status}")
+        assert corrupt.status == 500 and "QueryFeast" in corrupt.message, corrupt
+        assert back.status == 200 and removed.status == 200
+        assert server.healthy and not server.restarts
