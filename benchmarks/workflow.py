@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
 import sys
 import tempfile
 import threading
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--no-dask", action="store_true")
     parser.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     args = parser.parse_args()
+    # a stopped run still stops its Triton server (context managers run on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.iters, args.warmup, args.requests, args.sessions, args.partitions = 30, 5, 30, 400, 2
 
