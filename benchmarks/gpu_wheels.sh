@@ -22,7 +22,7 @@ PART_MIB="${PART_MIB:-60}"
 PYVER="${GPU_PYTHON_VERSION:-3.12}"
 WORK="$(mktemp -d /tmp/funnel-gpu-wheels.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
-PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+PLATFORMS=(--platform manylinux_2_39_x86_64 --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
            --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 --platform linux_x86_64)
 # the stack of requirements/dev.txt that the GPU cells need (same pins)
 STACK=(tensorflow-cpu==2.21.0 feast==0.67.0 faiss-cpu==1.15.1 "tritonclient[http,grpc]==2.73.0"
@@ -38,7 +38,7 @@ echo "[gpu-wheels] resolving for CPython $PYVER on manylinux x86_64 (binary whee
 echo "[gpu-wheels] funnel's own wheels (core + every plugin)"
 for pkg in core plugins/*/; do
   [ -f "$pkg/pyproject.toml" ] || continue
-  "$PY" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/funnel" "$pkg"
+  "$PY" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/funnel" "./${pkg%/}"
 done
 
 rm -rf .gpu .gpuw
