@@ -163,6 +163,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--no-serve", action="store_true")
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument("--peers", default="", help="'nvtabular': also NVTabular 23.08 on the same data and request "
+                        "(benchmarks/peers/nvtabular, needs .venv-merlin)")
+    parser.add_argument("--peer-n", type=int, default=200, help="timed requests per NVTabular cell")
     parser.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     args = parser.parse_args()
     # a stopped run still stops its Triton server (context managers run on SystemExit)
@@ -201,10 +204,21 @@ def main() -> None:
     if not args.no_serve:
         with tempfile.TemporaryDirectory() as tmp:
             rows += served(ensemble, request, args, Path(tmp))
+    peer_info = None
+    if "nvtabular" in args.peers.split(","):
+        import importlib.util  # noqa: PLC0415
+
+        spec = importlib.util.spec_from_file_location("nvtabular_peer", ROOT / "benchmarks" / "peers" / "nvtabular" / "run.py")
+        peer = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(peer)  # type: ignore[union-attr]
+        peer_rows, peer_info = peer.run_peer(clicks, batch, n=args.peer_n)
+        for r in peer_rows:
+            print(r, flush=True)
+        rows += peer_rows
     rows += offline(args.sessions, args)
     meta = {"smoke": args.smoke, "request_rows": len(batch), "sessions_in_request": a.num_rows,
             "data": "generated clicks (funnel_workflow.testing.make_clicks), not MovieLens",
-            "targets": "served p50 <= 2 ms, in-process <= 0.5 ms (issue 18)"}
+            "targets": "served p50 <= 2 ms, in-process <= 0.5 ms (issue 18)", "nvtabular_peer": peer_info}
     path = write_results("workflow", rows, meta=meta, out=None if args.out is None else Path(args.out))
     print(f"wrote {path}")
 
