@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from examples.multistage.pipeline import build_ensemble  # noqa: PLC0415
     from examples.multistage.prepare import load_split, prepare  # noqa: PLC0415
 
-    sizes = dict(num_users=60, num_items=200, epochs=1) if args.smoke else dict(num_users=None, num_items=None, epochs=8)
+    # smoke sizes = tests/test_dask.py's, so a test session prepares the data and models once
+    sizes = dict(num_users=120, num_items=300, epochs=1) if args.smoke else dict(num_users=None, num_items=None, epochs=8)
     art = prepare(args.workdir, log=lambda m: print(m, flush=True), **sizes)
     split = load_split(art.num_users, art.num_items)
     pool = np.unique(split.train.user_id.to_numpy()).astype(np.int64)
@@ -157,8 +158,9 @@ def _cells(text: str) -> list[tuple[int, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=os.environ.get("FUNNEL_BENCH_WORKDIR", str(Path(tempfile.gettempdir()) / "funnel-multistage")),
-                        help="examples/multistage work directory (models, feature repo, index; reused when complete)")
+    parser.add_argument("--workdir", default=None,
+                        help="examples/multistage work directory (models, feature repo, index; reused when complete); "
+                        "default $FUNNEL_BENCH_WORKDIR or <tmp>/funnel-multistage (-smoke with --smoke)")
     parser.add_argument("--instances", default="1,2,4", help="instance_group counts to measure")
     parser.add_argument("--cells", default="1x8,16x4", help="USERSxCONCURRENCY pairs (users per request × client threads)")
     parser.add_argument("-n", type=int, default=300, help="requests per cell and round (fewer for bigger requests)")
@@ -169,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.instances = [int(x) for x in args.instances.split(",")]
     args.cells = _cells(args.cells)
+    if args.workdir is None:
+        default = os.environ.get("FUNNEL_BENCH_WORKDIR", str(Path(tempfile.gettempdir()) / "funnel-multistage"))
+        args.workdir = default + ("-smoke" if args.smoke else "")
     if args.smoke:
-        args.workdir = str(Path(args.workdir).with_name(Path(args.workdir).name + "-smoke"))
         args.n, args.warmup, args.rounds = 16, 4, 1
         if args.out is None:
             args.out = str(Path(tempfile.mkdtemp(prefix="funnel-scaling-smoke-")) / "scaling")

@@ -27,8 +27,9 @@ SEED = 11
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    return prepare(tmp_path_factory.mktemp("dask"), num_users=NUM_USERS, num_items=NUM_ITEMS, epochs=1,
-                   log=lambda m: None)
+    # shared with tests/test_scaling_bench.py (same sizes): prepared once per test session
+    work = tmp_path_factory.getbasetemp() / f"multistage-{NUM_USERS}x{NUM_ITEMS}-e1"
+    return prepare(work, num_users=NUM_USERS, num_items=NUM_ITEMS, epochs=1, log=lambda m: None)
 
 
 def _ensemble(art: Artifacts) -> Ensemble:

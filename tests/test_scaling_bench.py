@@ -15,10 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.triton
-def test_scaling_smoke(tmp_path: Path) -> None:
+def test_scaling_smoke(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the same prepared data and models as tests/test_dask.py (built once per test session)
+    work = tmp_path_factory.getbasetemp() / "multistage-120x300-e1"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "--smoke", "--workdir", str(tmp_path / "work"),
+        [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "--smoke", "--workdir", str(work),
          "--instances", "1,2", "--cells", "1x2", "--out", str(tmp_path / "scaling")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
