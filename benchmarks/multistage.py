@@ -615,7 +615,8 @@ def merge_repeats(cells: list[Cell]) -> Cell:
     )
 
 
-SMOKE = {"num_users": 80, "num_items": 200, "epochs": 1}
+#: --smoke data sizes = tests/test_dask.py's and scaling.py --smoke's: a test session prepares them once
+SMOKE = {"num_users": 120, "num_items": 300, "epochs": 1}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

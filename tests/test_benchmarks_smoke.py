@@ -32,8 +32,10 @@ def run(script: str, *args: str, timeout: float = 600) -> str:
 
 
 @pytest.mark.triton
-def test_multistage_smoke_on_a_fresh_workdir(tmp_path: Path) -> None:
-    work = tmp_path / "new-workdir"  # does not exist yet: the script builds everything
+def test_multistage_smoke_on_a_fresh_workdir(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the work directory tests/test_dask.py and the scaling smoke share (same sizes); this file
+    # runs first, so in a full test session the script builds it from nothing
+    work = tmp_path_factory.getbasetemp() / "multistage-120x300-e1"
     run("multistage.py", "--workdir", str(work), "--out", str(tmp_path / "ms"))
     data = json.loads((tmp_path / "ms.json").read_text())
     keys = {c["key"] for c in data["cells"]}
