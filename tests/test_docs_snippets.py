@@ -224,3 +224,16 @@ def test_every_doc_page_is_checked() -> None:
     names = {str(p.relative_to(ROOT)) for p in doc_files()}
     assert "README.md" in names and "docs/architecture.md" in names
     assert os.path.isdir(ROOT / "docs")
+
+
+def test_reference_names_every_operator() -> None:
+    """Every operator core or a first-party plugin registers is described in docs/reference/."""
+    from funnel import registry
+
+    first_party = {"funnel", *(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())}
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "reference").glob("*.md"))
+    missing = []
+    for info in registry.plugins():
+        if info.name == "funnel" or any(info.name == d.split("_")[0] for d in first_party):
+            missing += [op for op in info.operators if op.split(".", 1)[1] not in text]
+    assert not missing, f"docs/reference/ does not describe operator(s) {missing}; add them to their plugin's page"
