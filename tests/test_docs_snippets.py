@@ -178,7 +178,6 @@ def check_file(path: Path, workdir: Path) -> list[str]:
 @pytest.mark.parametrize("path", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_snippets(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FUNNEL_DOCS_TMP", str(tmp_path))
     failures = check_file(path, tmp_path)
     assert not failures, "\n\n".join(failures)
 
