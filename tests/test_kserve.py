@@ -61,27 +61,23 @@ def test_cli_writes_a_valid_inference_service(cpu_repo: Path, tmp_path: Path, mo
         "serving.kserve.io/s3-endpoint": "minio.data:9000", "serving.kserve.io/s3-usehttps": "0",
         "serving.kserve.io/s3-region": "eu-west-1",
     }
-    isvc = validate_manifest(doc)
-    import kserve  # noqa: PLC0415
-
-    assert isinstance(isvc, kserve.V1beta1InferenceService)
     # what kserve serializes back is exactly what was written: no field was dropped as unknown
-    back = kserve.ApiClient().sanitize_for_serialization(isvc)
+    back = validate_manifest(doc)
     assert back["spec"]["predictor"]["model"].pop("name") == ""  # the class's own default
     assert back == doc
-    pred = isvc.spec.predictor
-    assert (pred.min_replicas, pred.max_replicas, pred.service_account_name) == (2, 6, "recsys-s3")
-    model = pred.model
-    assert model.model_format.name == "triton" and model.protocol_version == "v2"
-    assert model.runtime == "kserve-tritonserver" and model.image == IMAGE
-    assert model.storage_uri == "s3://models/recsys/v1"  # KServe's form; the endpoint is on the service account
-    assert model.resources.limits == {"cpu": "4", "memory": "8Gi"} == model.resources.requests
-    assert model.readiness_probe.http_get.path == "/v2/health/ready"
-    assert model.liveness_probe.http_get.path == "/v2/health/live"
-    assert model.startup_probe.failure_threshold * model.startup_probe.period_seconds >= 300
-    assert "--strict-readiness=true" in model.args
-    assert isvc.metadata.annotations["funnel/instances-per-replica"] == "3 x cpu"
-    assert "funnel-faiss" in isvc.metadata.annotations["funnel/plugins"]
+    pred = back["spec"]["predictor"]
+    assert (pred["minReplicas"], pred["maxReplicas"], pred["serviceAccountName"]) == (2, 6, "recsys-s3")
+    model = pred["model"]
+    assert model["modelFormat"]["name"] == "triton" and model["protocolVersion"] == "v2"
+    assert model["runtime"] == "kserve-tritonserver" and model["image"] == IMAGE
+    assert model["storageUri"] == "s3://models/recsys/v1"  # KServe's form; the endpoint is on the service account
+    assert model["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"} == model["resources"]["requests"]
+    assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert model["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert model["startupProbe"]["failureThreshold"] * model["startupProbe"]["periodSeconds"] >= 300
+    assert "--strict-readiness=true" in model["args"]
+    assert back["metadata"]["annotations"]["funnel/instances-per-replica"] == "3 x cpu"
+    assert "funnel-faiss" in back["metadata"]["annotations"]["funnel/plugins"]
 
 
 def test_gpu_export_gets_a_gpu(faiss_ensemble: Ensemble, tmp_path: Path) -> None:
@@ -89,8 +85,8 @@ def test_gpu_export_gets_a_gpu(faiss_ensemble: Ensemble, tmp_path: Path) -> None
     assert read_repository(repo).instance_kind == "gpu"
     docs = kserve_manifest(repo, storage_uri="s3://bucket/models", image=IMAGE, service_account="ml-s3")
     (doc,) = docs  # an existing service account: none written
-    model = validate_manifest(doc).spec.predictor.model
-    assert model.resources.limits["nvidia.com/gpu"] == "1"
+    model = validate_manifest(doc)["spec"]["predictor"]["model"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     with pytest.raises(DeployError, match="KIND_GPU.*--gpus >= 1"):
         kserve_manifest(repo, storage_uri="s3://bucket/models", image=IMAGE, gpus=0)
 
@@ -100,11 +96,20 @@ def test_feast_path_must_be_given_for_the_container(feast_repo: Path) -> None:
         kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE)
     docs = kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE,
                            env={"FUNNEL_FEAST_REPO_PATH": "/mnt/feature_repo"})
-    model = validate_manifest(docs[-1]).spec.predictor.model
-    assert [(e.name, e.value) for e in model.env] == [("FUNNEL_FEAST_REPO_PATH", "/mnt/feature_repo")]
+    model = validate_manifest(docs[-1])["spec"]["predictor"]["model"]
+    assert [(e["name"], e["value"]) for e in model["env"]] == [("FUNNEL_FEAST_REPO_PATH", "/mnt/feature_repo")]
     with pytest.raises(DeployError, match="credentials do not go into a manifest"):
         kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE,
                         env={"FUNNEL_FEAST_REPO_PATH": "/x", "AWS_SECRET_ACCESS_KEY": "s"})
+
+
+def test_kserve_never_enters_this_process(cpu_repo: Path) -> None:
+    import sys  # noqa: PLC0415
+
+    import tritonclient.grpc  # noqa: F401, PLC0415 - registers the 'inference' protobuf package
+
+    validate_manifest(kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1])
+    assert "kserve" not in sys.modules  # so funnel's gRPC client keeps working next to it
 
 
 def test_validation_names_the_bad_field(cpu_repo: Path) -> None:

@@ -256,16 +256,39 @@ def _build(value: Any, type_name: str, where: str) -> Any:
         raise DeployError(f"{where}: invalid {type_name}: {exc}") from exc
 
 
-def validate_manifest(doc: dict[str, Any]) -> Any:
-    """Build the ``kserve.V1beta1InferenceService`` a manifest describes (every field known to the
-    kserve package's model classes, required ones present); raises DeployError naming the field."""
+def validate_manifest(doc: dict[str, Any]) -> dict[str, Any]:
+    """Check an InferenceService document against the kserve package's model classes (every field
+    known, types right, required ones present); returns what kserve serializes back. Raises
+    DeployError naming the field.
+
+    Runs in a fresh interpreter: kserve carries its own copy of the ``inference`` protobuf
+    package that ``tritonclient.grpc`` registers too, and the two cannot be imported into one
+    process (whichever comes second fails with "duplicate symbol 'inference.ServerLiveRequest'").
+    """
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
     if doc.get("apiVersion") != "serving.kserve.io/v1beta1" or doc.get("kind") != "InferenceService":
         raise DeployError("not a serving.kserve.io/v1beta1 InferenceService document")
+    proc = subprocess.run(
+        [sys.executable, "-m", "funnel.deploy"], input=json.dumps(doc), capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode == 2:
+        raise DeployError(proc.stderr.strip())
+    if proc.returncode != 0:
+        raise DeployError(f"validating the manifest with the kserve package failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def _validate_here(doc: dict[str, Any]) -> dict[str, Any]:
+    import kserve  # noqa: PLC0415
+
     isvc = _build(doc, "V1beta1InferenceService", "InferenceService")
     predictor = isvc.spec.predictor
     if predictor.model is None or predictor.model.model_format is None:
         raise DeployError("InferenceService.spec.predictor.model.modelFormat is required")
-    return isvc
+    return kserve.ApiClient().sanitize_for_serialization(isvc)
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:
@@ -277,3 +300,14 @@ def to_yaml(docs: list[dict[str, Any]]) -> str:
 
         return "\n---\n".join(json.dumps(d, indent=2) for d in docs) + "\n"
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+if __name__ == "__main__":  # validate_manifest's fresh interpreter: JSON document on stdin
+    import json
+    import sys
+
+    try:
+        print(json.dumps(_validate_here(json.loads(sys.stdin.read()))))
+    except DeployError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
