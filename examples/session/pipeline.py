@@ -33,7 +33,7 @@ class Settings:
     d_model: int = 64
     n_head: int = 4
     n_layer: int = 2
-    epochs: int = 10
+    epochs: int = 40
     batch_size: int = 128
     learning_rate: float = 2e-3
     seed: int = 0
