@@ -318,12 +318,14 @@ def _triton_worker(url: str, protocol: str, model: str, outputs: list[str]) -> C
     return call
 
 
-def _triton_inputs(user_ids: np.ndarray) -> dict[str, list[Any]]:
-    """Pre-built InferInput objects for both protocols (rows wire form: [rows, 1], docs/serving.md)."""
+def _triton_inputs(user_ids: np.ndarray, rows_form: bool = True) -> dict[str, list[Any]]:
+    """Pre-built InferInput objects for both protocols: the rows wire form ([rows, 1]) of
+    scalar-only executor exports, or the table form ([1, rows]) ensemble mode keeps (docs/serving.md)."""
     import tritonclient.grpc as grpc  # noqa: PLC0415
     import tritonclient.http as http  # noqa: PLC0415
 
-    arr = np.ascontiguousarray(user_ids.astype(np.int64)[:, None])
+    ids = user_ids.astype(np.int64)
+    arr = np.ascontiguousarray(ids[:, None] if rows_form else ids[None, :])
     out = {}
     for name, mod in (("http", http), ("grpc", grpc)):
         inp = mod.InferInput("user_id", list(arr.shape), "INT64")
@@ -651,7 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.workdir = str(Path(smoke_tmp.name) / "work")
         args.out = args.out or str(Path(smoke_tmp.name) / "smoke")
         args.repeats = 1
-        args.variants = "executor"
+        if "--variants" not in (argv if argv is not None else sys.argv[1:]):
+            args.variants = "executor"
         args.cache_size = 64
 
     load_before = _load_avg()
@@ -799,17 +802,21 @@ def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dic
     unknown = [v for v in wanted if v not in variants]
     if unknown:
         raise SystemExit(f"multistage benchmark: unknown --variants {unknown}; choose from {sorted(variants)}")
-    inputs = {u: [_triton_inputs(r) for r in rs] for u, rs in reqs.items()}
+    rows_inputs = {u: [_triton_inputs(r) for r in rs] for u, rs in reqs.items()}
     outputs = [c.name for c in ens.output_schema]
     n_conc = 16 if args.smoke else _count(1, args.quick, args.scale) * 2
     conc_reqs = _requests(np.concatenate(reqs[1]), 1, n_conc, seed=99)
-    conc_inputs = [_triton_inputs(r) for r in conc_reqs]
+    rows_conc_inputs = [_triton_inputs(r) for r in conc_reqs]
     concurrency = (4,) if args.smoke else CONCURRENCY
     with tempfile.TemporaryDirectory(prefix="funnel-bench-") as tmp:
         for name in wanted:
             opts = variants[name]
+            inputs, conc_inputs = rows_inputs, rows_conc_inputs
             if opts["mode"] == "ensemble":
                 opts = {**opts, "native_backends": False}  # the pip-installed server has no TF backend
+                # ensemble mode keeps the table wire form: one request table per request
+                inputs = {u: [_triton_inputs(r, rows_form=False) for r in rs] for u, rs in reqs.items()}
+                conc_inputs = [_triton_inputs(r, rows_form=False) for r in conc_reqs]
             repo = ens.export(Path(tmp) / name, max_batch_size=64, **opts)
             shim = None
             if opts["mode"] == "executor":

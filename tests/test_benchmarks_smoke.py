@@ -36,7 +36,7 @@ def test_multistage_smoke_on_a_fresh_workdir(tmp_path: Path, tmp_path_factory: p
     # the work directory tests/test_dask.py and the scaling smoke share (same sizes); this file
     # runs first, so in a full test session the script builds it from nothing
     work = tmp_path_factory.getbasetemp() / "multistage-120x300-e1"
-    run("multistage.py", "--workdir", str(work), "--out", str(tmp_path / "ms"))
+    run("multistage.py", "--workdir", str(work), "--out", str(tmp_path / "ms"), "--variants", "executor,ensemble")
     data = json.loads((tmp_path / "ms.json").read_text())
     keys = {c["key"] for c in data["cells"]}
     for u in (1, 16, 64):
