@@ -112,6 +112,9 @@ def serve_cmd(repository: str, http_port: int, grpc_port: int, timeout: float, b
                f"  admin APIs (shared-memory, model-repository, logging, trace): {admin}\nCtrl-C to stop")
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    # Ctrl-C stops the server even when SIGINT came in ignored (a background job of a
+    # non-interactive shell, as in CI scripts): Python then never installs its own handler
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     try:
         while not stop and server.watchdog_error is None and (server.running or server.watchdog):
             time.sleep(0.5)
