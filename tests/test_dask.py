@@ -54,7 +54,7 @@ def users(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 @pytest.fixture(scope="module")
 def client():
-    distributed = pytest.importorskip("distributed")
+    import distributed  # noqa: PLC0415 - in requirements/dev.txt: CI installs it, the test never skips
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   host="127.0.0.1") as cluster, distributed.Client(cluster) as c:
         yield c
