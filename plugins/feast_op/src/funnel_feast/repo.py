@@ -55,7 +55,11 @@ def build_feature_repo(
     online_store: str = SQLITE,
     ttl: dt.timedelta = dt.timedelta(days=3650),
 ) -> Path:
-    """Write, apply and materialize a Feast repository at ``path``; returns ``path``.
+    """Write, apply and materialize a Feast repository at ``path``; returns it as an absolute path.
+
+    A relative ``path`` is resolved once, against the current directory. The parquet sources
+    are registered relative to the repository (``data/<view>.parquet``), like its registry
+    and sqlite store, so the directory can be moved or copied as a whole.
 
     ``tables`` maps a feature view name to ``(join_key, DataFrame)``: the DataFrame holds the
     join key column and one column per feature (an ``event_timestamp`` column is added when
@@ -67,7 +71,9 @@ def build_feature_repo(
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType  # noqa: PLC0415
 
     key_types = {"int32": ValueType.INT32, "int64": ValueType.INT64, "object": ValueType.STRING}
-    root = Path(path)
+    # resolved once: Feast joins a relative source path to the repository path, so a relative
+    # root used for both wrote repo/data/... and then read repo/repo/data/...
+    root = Path(path).resolve()
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     now = pd.Timestamp.now(tz="UTC").floor("s")
@@ -82,8 +88,8 @@ def build_feature_repo(
             raise SchemaError(f"build_feature_repo: table {view!r} has no join key column {key!r}")
         if "event_timestamp" not in frame.columns:
             frame = frame.assign(event_timestamp=now)
-        source = data / f"{view}.parquet"
-        frame.to_parquet(source, index=False)
+        source = Path("data") / f"{view}.parquet"
+        frame.to_parquet(root / source, index=False)
         if key not in entities:
             key_type = key_types.get(str(frame[key].dtype))
             if key_type is None:
@@ -93,7 +99,7 @@ def build_feature_repo(
         schema = [Field(name=c, dtype=_feast_type(c, frame[c])) for c in frame.columns if c != "event_timestamp"]
         objects.append(FeatureView(
             name=view, entities=[entities[key]], ttl=ttl, schema=schema,
-            source=FileSource(path=str(source), timestamp_field="event_timestamp"),
+            source=FileSource(path=source.as_posix(), timestamp_field="event_timestamp"),
         ))
     store = FeatureStore(repo_path=str(root))
     store.apply(objects)
