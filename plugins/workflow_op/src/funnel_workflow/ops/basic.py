@@ -377,6 +377,10 @@ class _Moments(StatOperator):
 
     has_array_path = True
 
+    def __init__(self, offline_only: bool = False) -> None:
+        if offline_only:
+            self.offline_only = True
+
     def fit_partition(self, table: Table) -> dict[str, Any]:
         out = {}
         for n in self.input_columns:
@@ -417,6 +421,19 @@ class _Moments(StatOperator):
             cols.append(self._decorate(src.with_dtype("float32").with_tags(tags).with_properties(props)))
         return cols
 
+    def _shift_scale(self, m: Mapping[str, float]) -> tuple[float, float]:
+        """The column's ``(shift, scale)``: the op computes ``(x - shift) / scale``."""
+        raise NotImplementedError
+
+    def transform_arrays(self, table: Table) -> Table:
+        self.require_fitted()
+        out = {}
+        for n in self.input_columns:
+            shift, scale = self._shift_scale(self.moments[n])
+            out[n] = map_values(table[n], lambda v, shift=shift, scale=scale: ((v.astype(np.float64) - shift) / scale)
+                                .astype(np.float32))
+        return Table(out, num_rows=table.num_rows)
+
     def to_config(self) -> dict[str, Any]:
         return self.base_config()
 
@@ -426,19 +443,8 @@ class Normalize(_Moments):
 
     type_name = "workflow.Normalize"
 
-    def __init__(self, offline_only: bool = False) -> None:
-        if offline_only:
-            self.offline_only = True
-
-    def transform_arrays(self, table: Table) -> Table:
-        self.require_fitted()
-        out = {}
-        for n in self.input_columns:
-            m = self.moments[n]
-            std = m["std"] if m["std"] > 0 else 1.0
-            out[n] = map_values(table[n], lambda v, m=m, std=std: ((v.astype(np.float64) - m["mean"]) / std)
-                                .astype(np.float32))
-        return Table(out, num_rows=table.num_rows)
+    def _shift_scale(self, m: Mapping[str, float]) -> tuple[float, float]:
+        return m["mean"], m["std"] if m["std"] > 0 else 1.0
 
 
 class NormalizeMinMax(_Moments):
@@ -446,19 +452,8 @@ class NormalizeMinMax(_Moments):
 
     type_name = "workflow.NormalizeMinMax"
 
-    def __init__(self, offline_only: bool = False) -> None:
-        if offline_only:
-            self.offline_only = True
-
-    def transform_arrays(self, table: Table) -> Table:
-        self.require_fitted()
-        out = {}
-        for n in self.input_columns:
-            m = self.moments[n]
-            span = (m["max"] - m["min"]) or 1.0
-            out[n] = map_values(table[n], lambda v, m=m, span=span: ((v.astype(np.float64) - m["min"]) / span)
-                                .astype(np.float32))
-        return Table(out, num_rows=table.num_rows)
+    def _shift_scale(self, m: Mapping[str, float]) -> tuple[float, float]:
+        return m["min"], (m["max"] - m["min"]) or 1.0
 
 
 class AddTags(Operator):
