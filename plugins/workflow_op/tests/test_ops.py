@@ -94,6 +94,16 @@ def test_normalize_ignores_nulls_in_fit_and_keeps_them():
     np.testing.assert_allclose(out["f"][0], (1.0 - v.mean()) / v.std(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("op", [ops.Normalize, ops.NormalizeMinMax])
+def test_normalize_refuses_a_column_without_values_at_fit(op):
+    # it used to fit silently: Normalize then passed values through unscaled, NormalizeMinMax returned NaN
+    d = pd.DataFrame({"f": [1.0, 2.0, 3.0], "e": [np.nan, np.nan, np.nan]})
+    with pytest.raises(FunnelError, match=f"{op.__name__}: column 'e' has no non-null value.*FillMissing"):
+        fit(["f", "e"] >> op(), d, npartitions=2)
+    _, out = run(["e"] >> ops.FillMissing(0.0) >> op(), d)  # what the message says to do
+    assert out["e"].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_fillmissing_clip_bucketize_hashbucket():
     _, out = run(["f"] >> ops.FillMissing(fill_val=-1.0, add_binary_cols=True), DF)
     assert out["f"][1] == -1.0 and out["f_filled"].tolist() == [False, True, False, False, False, False, False]

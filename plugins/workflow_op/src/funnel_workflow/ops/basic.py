@@ -397,11 +397,16 @@ class _Moments(StatOperator):
             count = sum(p[0] for p in parts)
             total = sum(p[1] for p in parts)
             sq = sum(p[2] for p in parts)
-            mean = total / count if count else 0.0
+            if count == 0:  # else Normalize passed values through unscaled and NormalizeMinMax gave NaN
+                raise OperatorError(
+                    f"{self.label}: column {n!r} has no non-null value in the data the workflow was fitted on, "
+                    "so it has no statistics to scale by; fill it first (FillMissing) or leave it out of this op"
+                )
+            mean = total / count
             var = (sq - count * mean * mean) / (count - 1) if count > 1 else 0.0
             self.moments[n] = {"count": count, "mean": mean, "std": float(np.sqrt(max(var, 0.0))),
-                               "min": min((p[3] for p in parts), default=0.0),
-                               "max": max((p[4] for p in parts), default=0.0)}
+                               "min": min(p[3] for p in parts),
+                               "max": max(p[4] for p in parts)}
         self.__dict__["_fitted"] = True
 
     def stats(self) -> tuple[dict[str, Any], dict[str, Any]]:
