@@ -288,21 +288,21 @@ def _load_source(cfg: dict[str, Any], where: str, parent_ns: dict[str, Any] | No
     return ns[cfg["name"]]
 
 
-def function_from_config(cfg: dict[str, Any], where: str = "workflow") -> Any:
-    """Rebuild a function saved by :func:`function_to_config` (needs the opt-in)."""
-    what = f"function {cfg.get('import') or cfg.get('name')}"
+def _from_config(kind: str, cfg: dict[str, Any], where: str) -> Any:
+    """What :func:`function_from_config` and :func:`class_from_config` share: the opt-in, then
+    the import path or the saved source."""
     if not code_trusted():
-        raise _refuse(what, where)
+        raise _refuse(f"{kind} {cfg.get('import') or cfg.get('name')}", where)
     if "import" in cfg:
         return _import_path(cfg["import"], where)
     return _load_source(cfg, where)
+
+
+def function_from_config(cfg: dict[str, Any], where: str = "workflow") -> Any:
+    """Rebuild a function saved by :func:`function_to_config` (needs the opt-in)."""
+    return _from_config("function", cfg, where)
 
 
 def class_from_config(cfg: dict[str, Any], where: str = "workflow") -> type:
     """Rebuild a class saved by :func:`class_to_config` (needs the opt-in)."""
-    what = f"class {cfg.get('import') or cfg.get('name')}"
-    if not code_trusted():
-        raise _refuse(what, where)
-    if "import" in cfg:
-        return _import_path(cfg["import"], where)
-    return _load_source(cfg, where)
+    return _from_config("class", cfg, where)
