@@ -63,3 +63,33 @@ def test_workflow_with_module_function_round_trip(tmp_path):
         nvt.Workflow.load(path)
     loaded = nvt.Workflow.load(path, trust_code=True)
     assert loaded.transform(df).compute()["a_s"].tolist() == [4, 7, 10]
+
+
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        ({"name": "scaled", "globals": {}}, r"saved code must be .*got \['globals', 'name'\]"),
+        ({"source": "def other(col):\n    return col\n", "name": "scaled", "globals": {}},
+         "the saved code does not define 'scaled'"),
+        ({"source": "def scaled(col):\n    return helper(col)\n", "name": "scaled", "globals": {"helper": {"src": "x"}}},
+         r"saved code must be .*got \['src'\]"),
+    ],
+)
+def test_malformed_saved_code_is_a_clear_error(cfg, match):
+    # these were bare KeyErrors ('source', 'scaled') from deep inside the loader
+    with trusting(True), pytest.raises(CodeError, match=match):
+        function_from_config(cfg, "wf/workflow.json: operator LambdaOp(scaled)")
+
+
+def test_an_edited_workflow_file_names_the_file_and_operator(tmp_path):
+    import json  # noqa: PLC0415
+
+    df = pd.DataFrame({"a": [1, 2, 3]})
+    path = nvt.Workflow(nvt.ColumnSelector(["a"]) >> scaled).fit(nvt.Dataset(df)).save(tmp_path / "wf")
+    doc_file = next(path.rglob("workflow.json"))
+    text = doc_file.read_text()
+    assert '"def scaled' in text
+    doc_file.write_text(text.replace('"name":"scaled"', '"name":"scaled_v2"').replace('"name": "scaled"', '"name": "scaled_v2"'))
+    json.loads(doc_file.read_text())
+    with pytest.raises(CodeError, match=r"workflow.json: operator .*does not define 'scaled_v2'"):
+        nvt.Workflow.load(path, trust_code=True)

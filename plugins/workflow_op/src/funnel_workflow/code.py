@@ -271,11 +271,18 @@ def _namespace(refs: dict[str, Any], where: str) -> dict[str, Any]:
         elif "import" in ref:
             ns[name] = _import_path(ref["import"], where)
         else:
-            ns[name] = _load_source(ref, where, ns)
+            ns[name] = _load_source(ref, where)
     return ns
 
 
-def _load_source(cfg: dict[str, Any], where: str, parent_ns: dict[str, Any] | None = None) -> Any:
+def _load_source(cfg: Any, where: str) -> Any:
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("source"), str) and isinstance(cfg.get("name"), str)):
+        got = sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__
+        raise CodeError(
+            f"{where}: saved code must be {{'import': 'module:qualname'}} or {{'source': ..., 'name': ..., "
+            f"'globals': ...}}, got {got}; the workflow file was edited or written by another version: "
+            "save the workflow again"
+        )
     ns = _namespace(cfg.get("globals", {}), where)
     source = cfg["source"]
     try:
@@ -285,15 +292,19 @@ def _load_source(cfg: dict[str, Any], where: str, parent_ns: dict[str, Any] | No
     except Exception as exc:
         raise CodeError(f"{where}: the saved code of {cfg['name']} failed to load: {type(exc).__name__}: {exc}") \
             from exc
+    if cfg["name"] not in ns:
+        raise CodeError(f"{where}: the saved code does not define {cfg['name']!r}; the workflow file was edited: "
+                        "save the workflow again")
     return ns[cfg["name"]]
 
 
-def _from_config(kind: str, cfg: dict[str, Any], where: str) -> Any:
+def _from_config(kind: str, cfg: Any, where: str) -> Any:
     """What :func:`function_from_config` and :func:`class_from_config` share: the opt-in, then
     the import path or the saved source."""
+    name = (cfg.get("import") or cfg.get("name")) if isinstance(cfg, dict) else None
     if not code_trusted():
-        raise _refuse(f"{kind} {cfg.get('import') or cfg.get('name')}", where)
-    if "import" in cfg:
+        raise _refuse(f"{kind} {name}", where)
+    if isinstance(cfg, dict) and "import" in cfg:
         return _import_path(cfg["import"], where)
     return _load_source(cfg, where)
 
