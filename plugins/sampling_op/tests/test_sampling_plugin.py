@@ -29,3 +29,23 @@ def test_funnel_plugins_lists_the_operators() -> None:
     assert info["version"] == importlib.metadata.version("funnel-sampling")
     assert sorted(info["operators"]) == ["sampling.SoftmaxSampling", "sampling.TopK"]
     assert "error" not in info
+
+
+def test_saved_configs_load_back_and_are_checked_strictly(tmp_path) -> None:
+    import pytest  # noqa: PLC0415
+    from funnel.ensemble import checked_config, load_operator  # noqa: PLC0415
+    from funnel.errors import ExportError  # noqa: PLC0415
+
+    ops = [TopK(relevance_col="score", topk=3, input_col="ids", pad_id=0, pad_score=-1.0),
+           SoftmaxSampling(relevance_col="score", topk=4, seed=7, textbook_temperature=0.5)]
+    for op in ops:
+        config = json.loads(json.dumps(op.to_config()))  # what an export writes
+        loaded = load_operator(op.type_name, config, tmp_path, where="graph.json: node 0")
+        assert type(loaded) is type(op) and loaded.to_config() == op.to_config()
+        with pytest.raises(ExportError, match="missing required field `pad_score`"):
+            checked_config(op.type_name, {k: v for k, v in config.items() if k != "pad_score"})
+    topk_config = ops[0].to_config()
+    with pytest.raises(ExportError, match="unknown field `seed`"):  # TopK takes no sampling keys
+        checked_config("sampling.TopK", {**topk_config, "seed": 1})
+    with pytest.raises(ExportError, match="missing required field `seed`"):
+        checked_config("sampling.SoftmaxSampling", {**topk_config, "temperature": None, "textbook_temperature": 2.0})

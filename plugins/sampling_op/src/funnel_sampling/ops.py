@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -53,6 +52,15 @@ def _as_ragged(col: Any, name: str, label: str) -> Ragged:
 
 class _Ordering(Operator):
     """Shared machinery: schema checks, alignment, the padded key matrix and the gather."""
+
+    class Config(msgspec.Struct, forbid_unknown_fields=True):
+        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+
+        relevance_col: str
+        topk: int
+        input_col: str | None
+        pad_id: int | str | None
+        pad_score: float
 
     def __init__(
         self,
@@ -220,14 +228,9 @@ class SoftmaxSampling(_Ordering):
 
     type_name = "sampling.SoftmaxSampling"
 
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
+    class Config(_Ordering.Config):
+        """The keys of every ordering op plus the sampling ones; checked the same way."""
 
-        relevance_col: str
-        topk: int
-        input_col: str | None
-        pad_id: int | str | None
-        pad_score: float
         temperature: float | None
         textbook_temperature: float | None
         seed: int | None
@@ -282,10 +285,6 @@ class SoftmaxSampling(_Ordering):
         return {**super().to_config(), "temperature": self.temperature,
                 "textbook_temperature": self.textbook_temperature, "seed": self.seed}
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SoftmaxSampling:
-        return cls(**dict(config))
-
 
 def _positive(value: Any, name: str) -> float:
     try:
@@ -309,18 +308,5 @@ class TopK(_Ordering):
 
     type_name = "sampling.TopK"
 
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly (every key, no defaults) when an export loads."""
-
-        relevance_col: str
-        topk: int
-        input_col: str | None
-        pad_id: int | str | None
-        pad_score: float
-
     def _keys(self, scores: np.ndarray) -> np.ndarray:
         return scores
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TopK:
-        return cls(**dict(config))
