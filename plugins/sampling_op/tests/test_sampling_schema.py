@@ -70,3 +70,35 @@ def test_mismatched_lengths_at_transform() -> None:
 def test_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(SchemaError, match=message):
         SoftmaxSampling(relevance_col="score", **kwargs)
+
+
+@pytest.mark.parametrize("pad_id", [1.5, True, [0]])
+def test_pad_id_of_another_type_is_refused(pad_id) -> None:
+    # 1.5 used to pad integer ids with 1, True with 1
+    with pytest.raises(SchemaError, match="pad_id must be an integer"):
+        TopK(relevance_col="score", pad_id=pad_id)
+
+
+@pytest.mark.parametrize(
+    "ids,pad_id,match",
+    [
+        ("uint32", -1, r"range 0\.\.4294967295"),
+        ("int32", 2**40, r"range -2147483648\.\.2147483647"),
+        ("int64", "none", "pass an integer pad_id"),
+        ("str", 0, "pass a string pad_id"),
+    ],
+)
+def test_pad_id_must_fit_the_ids_when_the_graph_is_built(ids, pad_id, match) -> None:
+    # these failed only when a short row met them, as an OverflowError/ValueError of that request,
+    # or (an int for string ids) returned mixed-type id rows
+    request = Schema([ColumnSchema("ids", ids, is_list=True), ColumnSchema("score", "float32", is_list=True)])
+    with pytest.raises(SchemaError, match=f"TopK: pad_id={pad_id!r} cannot pad candidate ids 'ids' of dtype {ids}.*{match}"):
+        Ensemble(Node.coerce(["ids", "score"]) >> TopK(relevance_col="score", pad_id=pad_id), request)
+
+
+def test_pad_id_in_range_pads_short_rows() -> None:
+    request = Schema([ColumnSchema("ids", "uint32", is_list=True), ColumnSchema("score", "float32", is_list=True)])
+    ens = Ensemble(Node.coerce(["ids", "score"]) >> TopK(relevance_col="score", topk=3, pad_id=np.uint32(0)), request)
+    out = ens.transform(Table({"ids": Ragged.from_lists([[7, 9]], dtype="uint32"),
+                               "score": Ragged.from_lists([[0.1, 0.2]], dtype="float32")}))
+    assert out["ordered_ids"].tolist() == [[9, 7, 0]] and out["ordered_ids"].dtype == np.uint32

@@ -80,7 +80,12 @@ class _Ordering(Operator):
         self.relevance_col = Dependency(relevance_col)
         self.topk = int(topk)
         self.input_col = input_col
-        self.pad_id = pad_id
+        if pad_id is not None and (isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer, str))):
+            # a float was truncated into integer ids (1.5 padded with 1) and True padded with 1
+            raise SchemaError(
+                f"{type(self).__name__}: pad_id must be an integer (a string for string ids) or None, got {pad_id!r}"
+            )
+        self.pad_id = pad_id if pad_id is None or isinstance(pad_id, str) else int(pad_id)
         try:
             self.pad_score = float(pad_score)
         except (TypeError, ValueError):
@@ -124,6 +129,7 @@ class _Ordering(Operator):
                     f"{self.label}: column {col.name!r} must hold one value per candidate, got "
                     f"per-row shape {col.dims}"
                 )
+        self._check_pad_id(ids_schema)
         self._ids_col = ids_name
         ids_out = ColumnSchema(
             OUTPUT_IDS, ids_schema.dtype, tags=ids_schema.tags, properties=ids_schema.properties,
@@ -134,6 +140,27 @@ class _Ordering(Operator):
         )
         lengths_out = ColumnSchema(OUTPUT_LENGTHS, "int64")
         return Schema([ids_out, scores_out, lengths_out])
+
+    def _check_pad_id(self, ids: ColumnSchema) -> None:
+        """``pad_id`` must be a value of the ids' dtype: checked when the graph is built, not
+        when a short row of some request meets it (an overflow there failed that request)."""
+        pad = self.pad_id
+        if pad is None:
+            return
+        where = f"{self.label}: pad_id={pad!r} cannot pad candidate ids {ids.name!r} of dtype {ids.dtype}"
+        if ids.dtype == "str" or isinstance(pad, str):
+            if ids.dtype != "str" or not isinstance(pad, str):
+                raise SchemaError(f"{where}; pass {'a string' if ids.dtype == 'str' else 'an integer'} pad_id")
+            return
+        dtype = ids.numpy_dtype
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if not info.min <= pad <= info.max:
+                raise SchemaError(f"{where} (range {info.min}..{info.max}); pass a pad_id in that range")
+        elif dtype.kind == "f" and float(dtype.type(pad)) != pad:
+            raise SchemaError(f"{where} exactly; pass a smaller integer")
+        elif dtype.kind not in "iuf":
+            raise SchemaError(f"{where}; leave pad_id unset")
 
     # -- transform ------------------------------------------------------------------------
     def _keys(self, scores: np.ndarray) -> np.ndarray:
