@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import torch
@@ -237,86 +237,115 @@ class NextItemPredictionTask(torch.nn.Module):
         return logits / self.softmax_temperature
 
 
+class _BuildArgs(NamedTuple):
+    """The arguments every ``build`` takes, for ``_hf_kwargs``."""
+
+    d_model: int
+    n_head: int
+    n_layer: int
+    seq: int
+    hidden_act: str
+    initializer_range: float
+    layer_norm_eps: float
+    dropout: float
+
+
 class _TransformerConfig:
     kind = ""
+    #: the Hugging Face config and model classes (names in ``transformers``) and the model's arguments
+    hf_config_class = ""
+    hf_model_class = ""
+    hf_model_kwargs: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, hf_config: Any, d_model: int, total_seq_length: int) -> None:
         self.hf_config = hf_config
         self.d_model = d_model
         self.total_seq_length = total_seq_length
 
+    @classmethod
+    def build(cls, d_model: int, n_head: int, n_layer: int, total_seq_length: int | None = None,
+              hidden_act: str = "gelu", initializer_range: float = 0.01, layer_norm_eps: float = 0.03,
+              dropout: float = 0.3, **kwargs: Any) -> Self:
+        """Transformers4Rec's ``build`` arguments and defaults; other keyword arguments go to the
+        Hugging Face config."""
+        seq = int(total_seq_length or 20)
+        hf_kwargs = cls._hf_kwargs(_BuildArgs(d_model, n_head, n_layer, seq, hidden_act, initializer_range,
+                                              layer_norm_eps, dropout))
+        return cls(getattr(_transformers(), cls.hf_config_class)(**hf_kwargs, **kwargs), d_model, seq)
+
+    @staticmethod
+    def _hf_kwargs(a: _BuildArgs) -> dict[str, Any]:
+        """``build``'s arguments under the Hugging Face config's names (each model names them its own way)."""
+        raise NotImplementedError
+
     def to_torch_model(self, input_module: TabularSequenceFeatures, prediction_task: NextItemPredictionTask) -> SessionModel:
         """The end-to-end model: input block → transformer → next-item head."""
         return SessionModel(input_module, self, prediction_task)
 
     def body(self) -> torch.nn.Module:
-        raise NotImplementedError
+        """The Hugging Face model built from ``hf_config`` (random weights, nothing downloaded)."""
+        model = getattr(_transformers(), self.hf_model_class)(self.hf_config, **self.hf_model_kwargs)
+        return _HFBody(model, self.kind)
 
 
 class XLNetConfig(_TransformerConfig):
     """XLNet (relative attention; bidirectional for ``mlm``, causal for ``clm``)."""
 
     kind = "xlnet"
+    hf_config_class = "XLNetConfig"
+    hf_model_class = "XLNetModel"
 
     @classmethod
     def build(cls, d_model: int, n_head: int, n_layer: int, total_seq_length: int | None = None,
               attn_type: str = "bi", hidden_act: str = "gelu", initializer_range: float = 0.01,
-              layer_norm_eps: float = 0.03, dropout: float = 0.3, **kwargs: Any) -> XLNetConfig:
-        """Transformers4Rec's ``XLNetConfig.build`` arguments and defaults."""
-        hf = _transformers().XLNetConfig(
-            d_model=d_model, n_head=n_head, n_layer=n_layer, d_inner=d_model * 4, ff_activation=hidden_act,
-            attn_type=attn_type, initializer_range=initializer_range, layer_norm_eps=layer_norm_eps,
-            dropout=dropout, vocab_size=1, mem_len=None, pad_token_id=None, bos_token_id=None, eos_token_id=None,
-            **kwargs,
-        )
-        return cls(hf, d_model, int(total_seq_length or 20))
+              layer_norm_eps: float = 0.03, dropout: float = 0.3, **kwargs: Any) -> Self:
+        """Transformers4Rec's ``XLNetConfig.build`` arguments and defaults (``attn_type`` is XLNet's own)."""
+        return super().build(d_model, n_head, n_layer, total_seq_length, hidden_act, initializer_range,
+                             layer_norm_eps, dropout, attn_type=attn_type, **kwargs)
 
-    def body(self) -> torch.nn.Module:
-        return _HFBody(_transformers().XLNetModel(self.hf_config), "xlnet")
+    @staticmethod
+    def _hf_kwargs(a: _BuildArgs) -> dict[str, Any]:
+        return dict(
+            d_model=a.d_model, n_head=a.n_head, n_layer=a.n_layer, d_inner=a.d_model * 4,
+            ff_activation=a.hidden_act, initializer_range=a.initializer_range,
+            layer_norm_eps=a.layer_norm_eps, dropout=a.dropout,
+            vocab_size=1, mem_len=None, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+        )
 
 
 class BertConfig(_TransformerConfig):
     """BERT (bidirectional; pair it with ``masking="mlm"``)."""
 
     kind = "bert"
+    hf_config_class = "BertConfig"
+    hf_model_class = "BertModel"
+    hf_model_kwargs: ClassVar[Mapping[str, Any]] = {"add_pooling_layer": False}
 
-    @classmethod
-    def build(cls, d_model: int, n_head: int, n_layer: int, total_seq_length: int | None = None,
-              hidden_act: str = "gelu", initializer_range: float = 0.01, layer_norm_eps: float = 0.03,
-              dropout: float = 0.3, **kwargs: Any) -> BertConfig:
-        seq = int(total_seq_length or 20)
-        hf = _transformers().BertConfig(
-            hidden_size=d_model, num_attention_heads=n_head, num_hidden_layers=n_layer, intermediate_size=d_model * 4,
-            hidden_act=hidden_act, initializer_range=initializer_range, layer_norm_eps=layer_norm_eps,
-            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, max_position_embeddings=seq + 1,
-            vocab_size=1, pad_token_id=None, **kwargs,
+    @staticmethod
+    def _hf_kwargs(a: _BuildArgs) -> dict[str, Any]:
+        return dict(
+            hidden_size=a.d_model, num_attention_heads=a.n_head, num_hidden_layers=a.n_layer,
+            intermediate_size=a.d_model * 4, hidden_act=a.hidden_act, initializer_range=a.initializer_range,
+            layer_norm_eps=a.layer_norm_eps, hidden_dropout_prob=a.dropout, attention_probs_dropout_prob=a.dropout,
+            max_position_embeddings=a.seq + 1, vocab_size=1, pad_token_id=None,
         )
-        return cls(hf, d_model, seq)
-
-    def body(self) -> torch.nn.Module:
-        return _HFBody(_transformers().BertModel(self.hf_config, add_pooling_layer=False), "bert")
 
 
 class GPT2Config(_TransformerConfig):
     """GPT-2 (causal; pair it with ``masking="clm"``)."""
 
     kind = "gpt2"
+    hf_config_class = "GPT2Config"
+    hf_model_class = "GPT2Model"
 
-    @classmethod
-    def build(cls, d_model: int, n_head: int, n_layer: int, total_seq_length: int | None = None,
-              hidden_act: str = "gelu", initializer_range: float = 0.01, layer_norm_eps: float = 0.03,
-              dropout: float = 0.3, **kwargs: Any) -> GPT2Config:
-        seq = int(total_seq_length or 20)
-        hf = _transformers().GPT2Config(
-            n_embd=d_model, n_head=n_head, n_layer=n_layer, n_inner=d_model * 4, activation_function=hidden_act,
-            initializer_range=initializer_range, layer_norm_epsilon=layer_norm_eps, resid_pdrop=dropout,
-            embd_pdrop=dropout, attn_pdrop=dropout, n_positions=seq + 1, vocab_size=1,
-            bos_token_id=None, eos_token_id=None, **kwargs,
+    @staticmethod
+    def _hf_kwargs(a: _BuildArgs) -> dict[str, Any]:
+        return dict(
+            n_embd=a.d_model, n_head=a.n_head, n_layer=a.n_layer, n_inner=a.d_model * 4,
+            activation_function=a.hidden_act, initializer_range=a.initializer_range,
+            layer_norm_epsilon=a.layer_norm_eps, resid_pdrop=a.dropout, embd_pdrop=a.dropout, attn_pdrop=a.dropout,
+            n_positions=a.seq + 1, vocab_size=1, bos_token_id=None, eos_token_id=None,
         )
-        return cls(hf, d_model, seq)
-
-    def body(self) -> torch.nn.Module:
-        return _HFBody(_transformers().GPT2Model(self.hf_config), "gpt2")
 
 
 class _HFBody(torch.nn.Module):
