@@ -4,6 +4,7 @@ Hugging Face config under that model's own names (small untrained models, CPU, s
 from __future__ import annotations
 
 import pytest
+from funnel.errors import SchemaError
 from funnel_torch import session as tr
 
 
@@ -31,3 +32,51 @@ def test_each_body_is_its_hugging_face_model(config, model):
     assert type(body.model).__name__ == model and body.kind == config.kind
     if config is tr.BertConfig:
         assert body.model.pooler is None  # built without the pooling layer
+
+
+def _sessions_schema(item: str = "item_id"):
+    from funnel import ColumnSchema, Schema, Tags  # noqa: PLC0415
+
+    return Schema([ColumnSchema(item, "int64", dims=(None,), tags=[Tags.ITEM_ID, Tags.CATEGORICAL],
+                                properties={"cardinality": 30})])
+
+
+def _sessions(item: str = "item_id", length: int = 30):
+    import numpy as np  # noqa: PLC0415
+    from funnel import Ragged  # noqa: PLC0415
+
+    return {item: Ragged.from_lengths(np.arange(2 * length) % 29 + 1, np.array([length, length]))}
+
+
+def _input(max_sequence_length: int, masking: str = "mlm", item: str = "item_id"):
+    return tr.TabularSequenceFeatures.from_schema(_sessions_schema(item), max_sequence_length=max_sequence_length,
+                                                  d_output=16, masking=masking, embedding_dim_default=16)
+
+
+@pytest.mark.parametrize("config", [tr.BertConfig, tr.GPT2Config])
+def test_position_embedded_models_need_total_seq_length(config):
+    # it was silently 20: a model over 40-item sessions then failed inside the transformer
+    # (BERT: "expanded size of the tensor (40) must match ... (21)", GPT-2: "index out of range")
+    with pytest.raises(SchemaError, match=f"{config.__name__}.build: total_seq_length is required"):
+        config.build(d_model=16, n_head=2, n_layer=1)
+    for bad in (0, -3, 2.5, True, "20"):
+        with pytest.raises(SchemaError, match="total_seq_length must be a positive integer"):
+            config.build(d_model=16, n_head=2, n_layer=1, total_seq_length=bad)
+
+
+@pytest.mark.parametrize("config,masking", [(tr.BertConfig, "mlm"), (tr.GPT2Config, "clm"), (tr.XLNetConfig, "mlm")])
+def test_a_transformer_shorter_than_the_input_block_is_refused(config, masking):
+    with pytest.raises(SchemaError, match=f"max_sequence_length=40 but the {config.kind} transformer was built "
+                                             f"for total_seq_length=20; pass total_seq_length=40 to {config.__name__}"):
+        config.build(d_model=16, n_head=2, n_layer=1, total_seq_length=20).to_torch_model(
+            _input(40, masking), tr.NextItemPredictionTask())
+    model = config.build(d_model=16, n_head=2, n_layer=1, total_seq_length=40).to_torch_model(
+        _input(40, masking), tr.NextItemPredictionTask())
+    assert set(tr.evaluate(model, _sessions(), ks=(5,))) == {"recall@5", "ndcg@5"}
+
+
+def test_xlnet_needs_no_total_seq_length():
+    config = tr.XLNetConfig.build(d_model=16, n_head=2, n_layer=1)  # relative attention: no position table
+    assert config.total_seq_length is None
+    model = config.to_torch_model(_input(40), tr.NextItemPredictionTask())
+    assert set(tr.evaluate(model, _sessions(), ks=(5,))) == {"recall@5", "ndcg@5"}

@@ -20,6 +20,9 @@ The names and defaults of the Transformers4Rec API the session example uses::
 ``cardinality`` property, or ``domain.max``) and ``continuous`` (what funnel-workflow writes).
 Sessions are a funnel Table (or dict) of those list columns as Ragged lists. The transformer
 body is Hugging Face ``transformers`` built from a config (nothing is downloaded).
+``total_seq_length`` is the longest session the transformer takes: required for BERT and GPT-2
+(their position embeddings), optional for XLNet, and never below the input block's
+``max_sequence_length`` (``to_torch_model`` says so).
 
 Masked-LM models predict at a [MASK] **appended after the last item** at inference, the way
 Transformers4Rec evaluates them (feeding the raw sequence scores worse: the "parity trap");
@@ -243,7 +246,7 @@ class _BuildArgs(NamedTuple):
     d_model: int
     n_head: int
     n_layer: int
-    seq: int
+    seq: int | None
     hidden_act: str
     initializer_range: float
     layer_norm_eps: float
@@ -256,8 +259,10 @@ class _TransformerConfig:
     hf_config_class = ""
     hf_model_class = ""
     hf_model_kwargs: ClassVar[Mapping[str, Any]] = {}
+    #: absolute position embeddings (BERT, GPT-2): ``total_seq_length`` is how many; XLNet's attention is relative
+    position_embeddings = True
 
-    def __init__(self, hf_config: Any, d_model: int, total_seq_length: int) -> None:
+    def __init__(self, hf_config: Any, d_model: int, total_seq_length: int | None) -> None:
         self.hf_config = hf_config
         self.d_model = d_model
         self.total_seq_length = total_seq_length
@@ -268,10 +273,26 @@ class _TransformerConfig:
               dropout: float = 0.3, **kwargs: Any) -> Self:
         """Transformers4Rec's ``build`` arguments and defaults; other keyword arguments go to the
         Hugging Face config."""
-        seq = int(total_seq_length or 20)
+        seq = cls._sequence_length(total_seq_length)
         hf_kwargs = cls._hf_kwargs(_BuildArgs(d_model, n_head, n_layer, seq, hidden_act, initializer_range,
                                               layer_norm_eps, dropout))
         return cls(getattr(_transformers(), cls.hf_config_class)(**hf_kwargs, **kwargs), d_model, seq)
+
+    @classmethod
+    def _sequence_length(cls, total_seq_length: Any) -> int | None:
+        """``total_seq_length`` checked: a positive integer; ``None`` only for a model without position
+        embeddings (it was silently 20, and a longer input then failed inside the transformer)."""
+        if total_seq_length is None:
+            if cls.position_embeddings:
+                raise SchemaError(
+                    f"{cls.__name__}.build: total_seq_length is required ({cls.kind} has one position embedding "
+                    "per position); pass the max_sequence_length of the TabularSequenceFeatures it reads"
+                )
+            return None
+        if isinstance(total_seq_length, bool) or not isinstance(total_seq_length, (int, np.integer)) \
+                or total_seq_length < 1:
+            raise SchemaError(f"{cls.__name__}.build: total_seq_length must be a positive integer, got {total_seq_length!r}")
+        return int(total_seq_length)
 
     @staticmethod
     def _hf_kwargs(a: _BuildArgs) -> dict[str, Any]:
@@ -292,6 +313,7 @@ class XLNetConfig(_TransformerConfig):
     """XLNet (relative attention; bidirectional for ``mlm``, causal for ``clm``)."""
 
     kind = "xlnet"
+    position_embeddings = False
     hf_config_class = "XLNetConfig"
     hf_model_class = "XLNetModel"
 
@@ -377,6 +399,14 @@ class SessionModel(torch.nn.Module):
             raise SchemaError(
                 f"SessionModel: the input block projects to d_output={input_module.d_output} but the transformer "
                 f"has d_model={config.d_model}; pass d_output={config.d_model} to TabularSequenceFeatures.from_schema"
+            )
+        longest = config.total_seq_length
+        if longest is not None and input_module.max_sequence_length > longest:
+            raise SchemaError(
+                f"SessionModel: the input block pads sessions to max_sequence_length="
+                f"{input_module.max_sequence_length} but the {config.kind} transformer was built for "
+                f"total_seq_length={longest}; pass total_seq_length={input_module.max_sequence_length} to "
+                f"{type(config).__name__}.build"
             )
         self.input_module = input_module
         self.transformer_kind = config.kind
