@@ -80,3 +80,31 @@ def test_xlnet_needs_no_total_seq_length():
     assert config.total_seq_length is None
     model = config.to_torch_model(_input(40), tr.NextItemPredictionTask())
     assert set(tr.evaluate(model, _sessions(), ks=(5,))) == {"recall@5", "ndcg@5"}
+
+
+def test_any_column_names_get_their_own_embedding(tmp_path):
+    # 'items' (an attribute of torch's ModuleDict) failed with "attribute 'items' already exists";
+    # 'cat.x' became 'cat_x' and silently shared one embedding table with the column 'cat_x'
+    import numpy as np  # noqa: PLC0415
+    from funnel import ColumnSchema, Ragged, Schema, Tags  # noqa: PLC0415
+
+    schema = Schema([
+        ColumnSchema("items", "int64", dims=(None,), tags=[Tags.ITEM_ID, Tags.CATEGORICAL], properties={"cardinality": 30}),
+        ColumnSchema("cat.x", "int64", dims=(None,), tags=[Tags.CATEGORICAL], properties={"cardinality": 5}),
+        ColumnSchema("cat_x", "int64", dims=(None,), tags=[Tags.CATEGORICAL], properties={"cardinality": 50}),
+        ColumnSchema("training", "int64", dims=(None,), tags=[Tags.CATEGORICAL], properties={"cardinality": 7}),
+    ])
+    inp = tr.TabularSequenceFeatures.from_schema(schema, max_sequence_length=8, d_output=16, embedding_dim_default=8)
+    sizes = sorted(e.num_embeddings for e in inp.embeddings.values())
+    assert sizes == [5, 7, 30, 50]
+    model = tr.XLNetConfig.build(d_model=16, n_head=2, n_layer=1, total_seq_length=8).to_torch_model(
+        inp, tr.NextItemPredictionTask())
+    lengths = np.array([6, 8, 3])
+    n = int(lengths.sum())
+    rng = np.random.default_rng(0)
+    data = {"items": Ragged.from_lengths(rng.integers(1, 30, n), lengths),
+            "cat.x": Ragged.from_lengths(rng.integers(1, 5, n), lengths),
+            "cat_x": Ragged.from_lengths(rng.integers(1, 50, n), lengths),
+            "training": Ragged.from_lengths(rng.integers(1, 7, n), lengths)}
+    assert set(tr.evaluate(model, data, ks=(5,))) == {"recall@5", "ndcg@5"}
+    assert tr.export(model, tmp_path / "names.pt").is_file()  # TorchScript keeps the keys

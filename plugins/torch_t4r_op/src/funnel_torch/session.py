@@ -203,8 +203,16 @@ class TabularSequenceFeatures(torch.nn.Module):
         return self.projection(torch.cat(parts, dim=-1))
 
 
+#: instance attributes every torch module has (``training``, ``_modules``, ...)
+_MODULE_ATTRIBUTES = frozenset(vars(torch.nn.ModuleDict()))
+
+
 def _key(name: str) -> str:
-    return name.replace(".", "_")
+    """A column's key in a ``ModuleDict``: one key per name (``.`` is not allowed in a key and used to
+    become ``_``, so ``a.b`` and ``a_b`` shared one embedding) that is no attribute of the dict (a
+    column named ``items`` or ``values`` failed with "attribute 'items' already exists")."""
+    key = name.replace("%", "%25").replace(".", "%2E")
+    return key if key and not hasattr(torch.nn.ModuleDict, key) and key not in _MODULE_ATTRIBUTES else "%" + key
 
 
 class NextItemPredictionTask(torch.nn.Module):
