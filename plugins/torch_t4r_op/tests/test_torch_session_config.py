@@ -108,3 +108,24 @@ def test_any_column_names_get_their_own_embedding(tmp_path):
             "training": Ragged.from_lengths(rng.integers(1, 7, n), lengths)}
     assert set(tr.evaluate(model, data, ks=(5,))) == {"recall@5", "ndcg@5"}
     assert tr.export(model, tmp_path / "names.pt").is_file()  # TorchScript keeps the keys
+
+
+def test_pad_sessions_refuses_an_unknown_truncate():
+    # any word but 'last' and 'error' used to keep the first items
+    with pytest.raises(SchemaError, match="truncate='lastt' must be 'last', 'first' or 'error'"):
+        tr.pad_sessions(_sessions(length=5), ["item_id"], 3, truncate="lastt")
+    assert tr.pad_sessions(_sessions(length=5), ["item_id"], 3, truncate="last")["item_id"].tolist()[0] == [3, 4, 5]
+
+
+@pytest.mark.parametrize("step", ["fit", "evaluate"])
+def test_ids_outside_the_embedding_table_name_the_column(step):
+    # they were an IndexError "index out of range in self" from inside torch
+    import numpy as np  # noqa: PLC0415
+    from funnel import Ragged  # noqa: PLC0415
+
+    model = tr.XLNetConfig.build(d_model=16, n_head=2, n_layer=1).to_torch_model(_input(8), tr.NextItemPredictionTask())
+    data = {"item_id": Ragged.from_lengths(np.array([1, 2, 31, 4, 5, 6]), np.array([4, 2]))}
+    run = (lambda: tr.fit(model, data, epochs=1, progress=False)) if step == "fit" else (lambda: tr.evaluate(model, data))
+    with pytest.raises(SchemaError, match=rf"{step}: column 'item_id' holds id 31, outside its embedding table of "
+                                          r"cardinality 30 \(ids 0\.\.29"):
+        run()

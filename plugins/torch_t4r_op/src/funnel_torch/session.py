@@ -88,6 +88,8 @@ def pad_sessions(data: Any, columns: Sequence[str], max_sequence_length: int, tr
     Sessions longer than the length keep their last items (``truncate="last"``) or their
     first (``"first"``); ``"error"`` refuses them.
     """
+    if truncate not in ("last", "first", "error"):  # any other word used to keep the first items
+        raise SchemaError(f"pad_sessions: truncate={truncate!r} must be 'last', 'first' or 'error'")
     out: dict[str, np.ndarray] = {}
     for name in columns:
         col = data[name]
@@ -487,6 +489,21 @@ class SessionModel(torch.nn.Module):
         return {"loss": loss, "predictions": flat, "labels": flat_labels[keep]}
 
 
+def _check_ids(model: SessionModel, sessions: Any, where: str) -> None:
+    """Every categorical value inside its embedding table (an id past it was an IndexError
+    "index out of range in self" from inside torch, naming neither the column nor the id)."""
+    for name, card in model.input_module.cardinalities.items():
+        col = sessions[name]
+        values = np.asarray((col if isinstance(col, Ragged) else Ragged.from_lists(col)).values)
+        if values.size and (values.min() < 0 or values.max() >= card):
+            bad = values.max() if values.max() >= card else values.min()
+            raise SchemaError(
+                f"{where}: column {name!r} holds id {bad}, outside its embedding table of cardinality {card} "
+                f"(ids 0..{card - 1}, 0 = padding); encode it with the workflow fitted for this schema, or give "
+                "the schema the larger cardinality"
+            )
+
+
 def _batches(arrays: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int) -> Iterable[dict[str, torch.Tensor]]:
     n = next(iter(arrays.values())).shape[0]
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
@@ -500,6 +517,7 @@ def fit(model: SessionModel, sessions: Any, epochs: int = 5, batch_size: int = 1
     """Train with AdamW on padded sessions (Ragged list columns); returns each epoch's mean loss."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    _check_ids(model, sessions, "fit")
     torch.manual_seed(seed)
     arrays = pad_sessions(sessions, model.columns, model.max_sequence_length)
     opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
@@ -562,6 +580,7 @@ def _metrics(scores: np.ndarray, target: np.ndarray, ks: Sequence[int]) -> dict[
 def evaluate(model: SessionModel, sessions: Any, ks: Sequence[int] = (10, 20), batch_size: int = 512) -> dict[str, float]:
     """Recall@k and NDCG@k of predicting each session's last item from the items before it,
     ranked among all items (padding id 0 excluded)."""
+    _check_ids(model, sessions, "evaluate")
     cols = [model.item_id, *[c for c in model.columns if c != model.item_id]]
     inputs, target = split_last(sessions, cols)
     arrays = pad_sessions(inputs, model.columns, model.max_sequence_length)
