@@ -1,6 +1,7 @@
 """build_feature_repo: the repositories every other test uses are built with it; its errors here."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,10 +28,10 @@ def test_unsupported_tables_are_refused_with_the_column(tmp_path, frame, match):
         build_feature_repo(tmp_path / "repo", {"v": ("user_id", frame)})
 
 
-def _serve_ages(repo, ids):
+def _serve_ages(repo_or_op, ids):
     from funnel import ColumnSchema, Ensemble, Schema, Table  # noqa: PLC0415
 
-    op = QueryFeast.from_feature_view(repo, "v", "user_id")
+    op = repo_or_op if isinstance(repo_or_op, QueryFeast) else QueryFeast.from_feature_view(repo_or_op, "v", "user_id")
     out = Ensemble(["user_id"] >> op, Schema([ColumnSchema("user_id", "int64")])).transform(
         Table({"user_id": np.array(ids, dtype=np.int64)}))
     return out["age"].tolist()
@@ -57,3 +58,15 @@ def test_the_repository_can_be_moved(tmp_path):
     # materializing again reads the sources from the new place
     store.materialize_incremental(pd.Timestamp.now(tz="UTC").to_pydatetime())
     assert _serve_ages(moved, [1, 2]) == [30, 41]
+
+
+def test_a_relative_repository_path_survives_a_change_of_directory(tmp_path, monkeypatch):
+    # the shared FeatureStore kept the relative path and looked for repo/data/ under the new cwd
+    frame = pd.DataFrame({"user_id": np.array([1, 2], dtype=np.int64), "age": np.array([30, 41], dtype=np.int32)})
+    build_feature_repo(tmp_path / "rel" / "repo", {"v": ("user_id", frame)})
+    monkeypatch.chdir(tmp_path / "rel")
+    op = QueryFeast.from_feature_view("repo", "v", "user_id")
+    assert Path(op.store.repo_path) == tmp_path / "rel" / "repo"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert _serve_ages(op, [2, 1]) == [41, 30]

@@ -81,11 +81,13 @@ _STORES_LOCK = threading.Lock()
 def _open_store(path: str) -> FeatureStore:
     from feast import FeatureStore  # noqa: PLC0415 - feast is heavy; import on use
 
-    p = Path(path)
+    # resolved once: Feast joins the relative paths inside the repository (sqlite file, registry)
+    # to repo_path when it connects, so a relative one broke the shared store after a chdir
+    p = Path(path).resolve()
     yaml = p if p.is_file() else p / "feature_store.yaml"
     if not yaml.is_file():
         raise FileNotFoundError(f"{yaml} does not exist")
-    key = str(yaml.resolve())
+    key = str(yaml)
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None:
