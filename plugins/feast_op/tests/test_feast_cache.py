@@ -76,3 +76,21 @@ def test_feature_cache_unit():
     assert cache.get_many(["b"]) == ({}, ["b"])
     with pytest.raises(ValueError):
         FeatureCache(0, ttl=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"cache_size": 2.7}, "cache_size must be a whole number of ids >= 0"),  # was truncated to 2
+        ({"cache_size": -5}, "cache_size must be a whole number of ids >= 0"),  # was silently no cache
+        ({"cache_size": True}, "cache_size must be a whole number"),
+        ({"cache_size": 10, "cache_ttl": 0}, r"QueryFeast\(item_features\): cache_ttl must be a positive"),
+        ({"cache_size": 10, "cache_ttl": float("inf")}, "cache_ttl must be a positive, finite"),
+    ],
+)
+def test_cache_settings_are_checked(sqlite_repo, kwargs, match):
+    from funnel.errors import SchemaError  # noqa: PLC0415
+
+    with pytest.raises(SchemaError, match=match):
+        QueryFeast.from_feature_view(sqlite_repo, "item_features", "candidate_ids", **kwargs)
+    assert QueryFeast.from_feature_view(sqlite_repo, "item_features", "candidate_ids", cache_size=np.int64(8)).cache_size == 8

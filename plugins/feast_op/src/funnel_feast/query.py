@@ -187,8 +187,18 @@ class QueryFeast(Operator):
         self.output_prefix = output_prefix or None
         self.include_id = bool(include_id)
         self.include_found = bool(include_found)
+        if isinstance(cache_size, bool) or not isinstance(cache_size, (int, np.integer)) or cache_size < 0:
+            # 2.7 used to become 2, a negative size silently no cache
+            raise SchemaError(
+                f"QueryFeast({view}): cache_size must be a whole number of ids >= 0 (0: no cache), got {cache_size!r}"
+            )
         self.cache_size = int(cache_size)
         self.cache_ttl = float(cache_ttl)
+        if self.cache_size and not (self.cache_ttl > 0 and np.isfinite(self.cache_ttl)):
+            raise SchemaError(
+                f"QueryFeast({view}): cache_ttl must be a positive, finite number of seconds with "
+                f"cache_size={self.cache_size}, got {cache_ttl!r}"
+            )
         self._cache = FeatureCache(self.cache_size, self.cache_ttl) if self.cache_size > 0 else None
         self._lock = threading.Lock()
         self._parsed = {name: _parse_spec(spec) for name, spec in self.features.items()}
