@@ -20,6 +20,18 @@ def scaled(col):
 OFFSET = 1
 
 
+def scaled_by_default(col, scale=SCALE, *, offset=OFFSET):
+    return col * scale + offset
+
+
+def annotated(col: pd.Series) -> pd.Series:
+    return col + 1
+
+
+def array_default(col, *, arr=np.zeros(2)):  # noqa: B008 - the case under test
+    return col + arr.sum()
+
+
 def test_function_source_with_globals_round_trip():
     cfg = function_to_config(scaled)
     assert "def scaled" in cfg["source"]
@@ -93,3 +105,18 @@ def test_an_edited_workflow_file_names_the_file_and_operator(tmp_path):
     json.loads(doc_file.read_text())
     with pytest.raises(CodeError, match=r"workflow.json: operator .*does not define 'scaled_v2'"):
         nvt.Workflow.load(path, trust_code=True)
+
+
+def test_names_in_defaults_are_saved_and_annotations_need_none():
+    # SCALE/OFFSET appear only in the def line: they were left out and loading failed with a NameError;
+    # pd appears only in annotations: loading failed the same way
+    cfg = function_to_config(scaled_by_default)
+    assert cfg["globals"]["SCALE"] == {"constant": 3} and cfg["globals"]["OFFSET"] == {"constant": 1}
+    with trusting(True):
+        assert function_from_config(cfg)(np.arange(3)).tolist() == [1, 4, 7]
+        assert function_from_config(function_to_config(annotated))(np.arange(2)).tolist() == [1, 2]
+
+
+def test_a_keyword_only_default_that_is_no_constant_is_refused():
+    with pytest.raises(CodeError, match="array_default has a default value of type ndarray"):
+        function_to_config(array_default)

@@ -10,6 +10,7 @@ environment (for servers); otherwise :class:`UntrustedCodeError` says exactly th
 
 from __future__ import annotations
 
+import __future__
 import ast
 import builtins
 import contextvars
@@ -42,6 +43,8 @@ __all__ = [
 TRUST_ENV = "FUNNEL_TRUST_CODE"
 _TRUST: contextvars.ContextVar[bool | None] = contextvars.ContextVar("funnel_workflow_trust", default=None)
 _CONSTANTS = (int, float, str, bool, bytes, type(None))
+#: saved functions are compiled with annotations left unevaluated: they name types the namespace lacks
+_LAZY_ANNOTATIONS = __future__.annotations.compiler_flag
 
 
 class CodeError(FunnelError):
@@ -189,6 +192,26 @@ def _globals_of(names: set[str], env: dict[str, Any], where: str, seen: set[int]
     return refs
 
 
+def _signature_names(source: str) -> set[str]:
+    """Names the saved ``def``/``lambda`` evaluates when it is defined again at load: decorators and
+    default values (``co_names`` holds only the body's names, so ``def f(col, scale=SCALE)`` was
+    saved without ``SCALE`` and failed to load with a NameError). Annotations are not evaluated
+    at load (a function's source is compiled as with ``from __future__ import annotations``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    node = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))),
+                None)
+    if node is None:
+        return set()
+    args = node.args
+    parts: list[ast.AST] = [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+    if not isinstance(node, ast.Lambda):
+        parts += node.decorator_list
+    return {n.id for part in parts for n in ast.walk(part) if isinstance(n, ast.Name)}
+
+
 def function_to_config(fn: Any, where: str = "workflow", seen: set[int] | None = None) -> dict[str, Any]:
     """Plain data describing ``fn``: ``{"import": "mod:qualname"}`` or its source and globals."""
     seen = set() if seen is None else seen
@@ -205,16 +228,15 @@ def function_to_config(fn: Any, where: str = "workflow", seen: set[int] | None =
             source = textwrap.dedent(inspect.getsource(fn))
         except (OSError, TypeError) as exc:
             raise CodeError(f"{where}: cannot read the source of {fn.__qualname__}: {exc}") from exc
-    names = _all_names(fn.__code__)
+    names = _all_names(fn.__code__) | _signature_names(source)
     refs = _globals_of(names, fn.__globals__, where, seen)
     if fn.__closure__:
         cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__)))
         refs.update(_globals_of(set(cells), cells, where, seen))
-    if fn.__defaults__:
-        for d in fn.__defaults__:
-            if not isinstance(d, _CONSTANTS):
-                raise CodeError(f"{where}: {fn.__qualname__} has a default value of type {type(d).__name__}; "
-                                "only constants can be saved")
+    for d in [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]:
+        if not isinstance(d, _CONSTANTS):
+            raise CodeError(f"{where}: {fn.__qualname__} has a default value of type {type(d).__name__}; "
+                            "only constants can be saved")
     return {"source": source, "name": fn.__name__, "globals": refs}
 
 
@@ -288,7 +310,10 @@ def _load_source(cfg: Any, where: str) -> Any:
     try:
         if cfg["name"] == "<lambda>":
             return eval(compile(source, f"<saved {where}>", "eval"), ns)  # noqa: S307 - trusted by opt-in
-        exec(compile(source, f"<saved {where}>", "exec"), ns)  # noqa: S102 - trusted by opt-in
+        # a function's annotations stay unevaluated (they name types its saved globals need not hold);
+        # a class's are saved with it (its globals are every name in its source)
+        flags = 0 if isinstance(ast.parse(source).body[0], ast.ClassDef) else _LAZY_ANNOTATIONS
+        exec(compile(source, f"<saved {where}>", "exec", flags), ns)  # noqa: S102 - trusted by opt-in
     except Exception as exc:
         raise CodeError(f"{where}: the saved code of {cfg['name']} failed to load: {type(exc).__name__}: {exc}") \
             from exc
