@@ -1,7 +1,10 @@
-"""Offline scoring of the multi-stage graph on a Dask LocalCluster (2 worker processes).
+"""Offline scoring of the multi-stage graph on a Dask LocalCluster (2 worker processes), with
+funnel-scale's DaskExecutor: a cross-plugin test.
 
 Real Feast (sqlite online store), TensorFlow, FAISS and sampling, rebuilt on each worker from
-the graph's JSON; results written as parquet and compared with ``Ensemble.transform()``.
+the graph's JSON; results written as parquet and compared with ``Ensemble.transform()``; the
+seeded sampler's per-partition reproducibility. The executor's own behaviour (errors, the CLI,
+GraphSpec) is tested with core's demo graph in plugins/scale/tests/test_dask_scoring.py.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from funnel import Ensemble
-from funnel.dask import DaskExecutor, PartitionError, arrow_schema
+from funnel_scale.dask import DaskExecutor, arrow_schema
 from funnel.table import Ragged, Table, to_numpy
 
 from examples.multistage.pipeline import REQUEST_SCHEMA, build_stages
@@ -117,57 +120,3 @@ def test_single_partition_equals_whole_frame_transform(client, artifacts: Artifa
     for col in ("ordered_ids", "ordered_scores"):
         np.testing.assert_allclose(np.stack(got[col].to_numpy()), np.stack(want[col].to_numpy()), rtol=1e-6)
     assert [list(r) for r in lazy["candidate_ids"]] == [list(r) for r in want["candidate_ids"]]
-
-
-def test_failure_names_the_partition(client, saved: Path, tmp_path: Path) -> None:
-    bad = pd.DataFrame({"user_id": np.array([1, 2, 3, 4], dtype=np.float64)})
-    bad.loc[3, "user_id"] = 2.5  # not an integer id: refused by the request check, not rounded
-    ex = DaskExecutor(saved, client=client, batch_size=2)
-    with pytest.raises(PartitionError, match=r"partition 1, rows 0-1 of 2: .*user_id"):
-        ex.score(bad, tmp_path / "bad", npartitions=2, progress=False)
-    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.tmp-*"))
-    with pytest.raises(Exception, match="lacks request column"):
-        ex.score(pd.DataFrame({"uid": [1]}), tmp_path / "x", progress=False)
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "f").write_text("x")
-    with pytest.raises(Exception, match="not empty"):
-        ex.score(pd.DataFrame({"user_id": [1]}), tmp_path / "full", progress=False)
-
-
-def test_cli_score_on_a_scheduler_address(client, saved: Path, users, tmp_path: Path) -> None:
-    """`funnel score GRAPH SOURCE OUTPUT --scheduler ADDR` on the running cluster."""
-    from click.testing import CliRunner  # noqa: PLC0415
-
-    from funnel.cli import cli  # noqa: PLC0415
-
-    source, ids = users
-    out = tmp_path / "cli"
-    result = CliRunner().invoke(cli, ["score", str(saved), str(source), str(out), "--scheduler",
-                                      client.scheduler.address, "--batch-size", "64", "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert f"scored {ids.size} rows in 4 partition(s)" in result.output
-    assert len(_read(out)) == ids.size
-    bad = CliRunner().invoke(cli, ["score", str(saved), str(source), str(out), "--scheduler",
-                                   client.scheduler.address, "--env", "NOVALUE"])
-    assert bad.exit_code != 0 and "NAME=VALUE" in bad.output
-
-
-def test_graph_spec_from_an_export(tmp_path: Path) -> None:
-    """An export repository's model version directory is found; two graphs are ambiguous."""
-    from funnel.dask import GraphSpec  # noqa: PLC0415
-    from funnel.errors import FunnelError  # noqa: PLC0415
-    from funnel.triton.testing import demo_ensemble  # noqa: PLC0415
-
-    ens = demo_ensemble()
-    repo = ens.export(tmp_path / "repo")
-    spec = GraphSpec.from_directory(repo)
-    assert spec.graph_json == (repo / "funnel" / "1" / "funnel-graph.json").read_bytes()
-    assert spec.artifacts_dir == str((repo / "funnel" / "1" / "artifacts").resolve()) and spec.archive is None
-    assert GraphSpec.from_directory(repo, env={"A": "1"}).digest != spec.digest
-    ens.export(tmp_path / "two", name="a")
-    ens.export(tmp_path / "two" / "b_repo", name="b")
-    (tmp_path / "two" / "b_repo" / "b").rename(tmp_path / "two" / "b")
-    with pytest.raises(FunnelError, match="several funnel graphs"):
-        GraphSpec.from_directory(tmp_path / "two")
-    with pytest.raises(FunnelError, match="holds no funnel-graph.json"):
-        GraphSpec.from_directory(tmp_path / "empty-dir-that-is-not-there")

@@ -1,8 +1,11 @@
-"""`funnel deploy kserve`: InferenceService manifests validated against the kserve package's
-model classes (kserve.V1beta1InferenceService and the Kubernetes classes it nests); no cluster."""
+"""`funnel deploy kserve` (funnel-scale) for exports with plugin operators: the plugins an image
+must hold (FAISS) and the Feast repository path a manifest must set, validated against the
+kserve package's model classes; no cluster. The manifest itself (fields, probes, GPUs, the
+validation errors) is tested with core's demo graph in plugins/scale/tests/test_deploy.py."""
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +16,20 @@ from click.testing import CliRunner
 
 from funnel import ColumnSchema, Ensemble, Schema
 from funnel.cli import cli
-from funnel.deploy import DeployError, kserve_manifest, read_repository, validate_manifest
+
+from funnel_scale import plugin
+from funnel_scale.deploy import DeployError, kserve_manifest, validate_manifest
 
 IMAGE = "registry.example.com/recsys/funnel-triton:24.10"
 
 
 @pytest.fixture(scope="module")
-def faiss_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Ensemble:
+def faiss_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from funnel_faiss import QueryFaiss, build_index  # noqa: PLC0415
 
     index = build_index(np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32))
-    return Ensemble(["query"] >> QueryFaiss(index, topk=5), Schema([ColumnSchema("query", "float32", dims=(4,))]))
-
-
-@pytest.fixture(scope="module")
-def cpu_repo(faiss_ensemble: Ensemble, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return faiss_ensemble.export(tmp_path_factory.mktemp("k") / "cpu", instance_count=3)
+    ens = Ensemble(["query"] >> QueryFaiss(index, topk=5), Schema([ColumnSchema("query", "float32", dims=(4,))]))
+    return ens.export(tmp_path_factory.mktemp("k") / "cpu", instance_count=3)
 
 
 @pytest.fixture(scope="module")
@@ -43,52 +44,24 @@ def feast_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ens.export(root / "repo")
 
 
-def test_cli_writes_a_valid_inference_service(cpu_repo: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak-this-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+def test_cli_names_the_plugins_the_image_needs(faiss_repo: Path, tmp_path: Path) -> None:
+    """`funnel deploy kserve` on a FAISS export: the manifest records funnel-faiss (with its
+    version) as a plugin the image must contain, and kserve reads it back unchanged."""
+    plugin.register_commands(cli=cli)  # what `funnel` does at start with funnel-scale installed
     out = tmp_path / "isvc.yaml"
     result = CliRunner().invoke(cli, [
-        "deploy", "kserve", str(cpu_repo), "--storage-uri", "s3://minio.data:9000/models/recsys/v1", "--image", IMAGE,
-        "--name", "recsys", "--namespace", "ml", "--replicas", "2", "--max-replicas", "6", "--cpu", "4",
-        "--memory", "8Gi", "-o", str(out),
+        "deploy", "kserve", str(faiss_repo), "--storage-uri", "s3://minio.data:9000/models/recsys/v1",
+        "--image", IMAGE, "--name", "recsys", "-o", str(out),
     ])
     assert result.exit_code == 0, result.output
-    text = out.read_text()
-    assert "do-not-leak-this-secret" not in text
-    sa, doc = list(yaml.safe_load_all(text))
-    assert sa["kind"] == "ServiceAccount" and sa["secrets"] == [{"name": "funnel-s3-credentials"}]
-    assert sa["metadata"]["annotations"] == {
-        "serving.kserve.io/s3-endpoint": "minio.data:9000", "serving.kserve.io/s3-usehttps": "0",
-        "serving.kserve.io/s3-region": "eu-west-1",
-    }
-    # what kserve serializes back is exactly what was written: no field was dropped as unknown
+    sa, doc = list(yaml.safe_load_all(out.read_text()))
+    assert sa["kind"] == "ServiceAccount" and doc["kind"] == "InferenceService"
+    plugins = doc["metadata"]["annotations"]["funnel/plugins"].split(",")
+    assert plugins == [f"funnel-faiss=={importlib.metadata.version('funnel-faiss')}"]
     back = validate_manifest(doc)
-    assert back["spec"]["predictor"]["model"].pop("name") == ""  # the class's own default
+    back["spec"]["predictor"]["model"].pop("name")
     assert back == doc
-    pred = back["spec"]["predictor"]
-    assert (pred["minReplicas"], pred["maxReplicas"], pred["serviceAccountName"]) == (2, 6, "recsys-s3")
-    model = pred["model"]
-    assert model["modelFormat"]["name"] == "triton" and model["protocolVersion"] == "v2"
-    assert model["runtime"] == "kserve-tritonserver" and model["image"] == IMAGE
-    assert model["storageUri"] == "s3://models/recsys/v1"  # KServe's form; the endpoint is on the service account
-    assert model["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"} == model["resources"]["requests"]
-    assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert model["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert model["startupProbe"]["failureThreshold"] * model["startupProbe"]["periodSeconds"] >= 300
-    assert "--strict-readiness=true" in model["args"]
-    assert back["metadata"]["annotations"]["funnel/instances-per-replica"] == "3 x cpu"
-    assert "funnel-faiss" in back["metadata"]["annotations"]["funnel/plugins"]
-
-
-def test_gpu_export_gets_a_gpu(faiss_ensemble: Ensemble, tmp_path: Path) -> None:
-    repo = faiss_ensemble.export(tmp_path / "gpu", instance_kind="gpu")
-    assert read_repository(repo).instance_kind == "gpu"
-    docs = kserve_manifest(repo, storage_uri="s3://bucket/models", image=IMAGE, service_account="ml-s3")
-    (doc,) = docs  # an existing service account: none written
-    model = validate_manifest(doc)["spec"]["predictor"]["model"]
-    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    with pytest.raises(DeployError, match="KIND_GPU.*--gpus >= 1"):
-        kserve_manifest(repo, storage_uri="s3://bucket/models", image=IMAGE, gpus=0)
+    assert doc["metadata"]["annotations"]["funnel/instances-per-replica"] == "3 x cpu"
 
 
 def test_feast_path_must_be_given_for_the_container(feast_repo: Path) -> None:
@@ -101,36 +74,3 @@ def test_feast_path_must_be_given_for_the_container(feast_repo: Path) -> None:
     with pytest.raises(DeployError, match="credentials do not go into a manifest"):
         kserve_manifest(feast_repo, storage_uri="s3://bucket/m", image=IMAGE,
                         env={"FUNNEL_FEAST_REPO_PATH": "/x", "AWS_SECRET_ACCESS_KEY": "s"})
-
-
-def test_kserve_never_enters_this_process(cpu_repo: Path) -> None:
-    import sys  # noqa: PLC0415
-
-    import tritonclient.grpc  # noqa: F401, PLC0415 - registers the 'inference' protobuf package
-
-    validate_manifest(kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1])
-    assert "kserve" not in sys.modules  # so funnel's gRPC client keeps working next to it
-
-
-def test_validation_names_the_bad_field(cpu_repo: Path) -> None:
-    doc = kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1]
-    doc["spec"]["predictor"]["model"]["storageURI"] = doc["spec"]["predictor"]["model"].pop("storageUri")
-    with pytest.raises(DeployError, match=r"predictor\.model\.storageURI: not a field of V1beta1ModelSpec"):
-        validate_manifest(doc)
-    doc = kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1]
-    doc["spec"]["predictor"]["minReplicas"] = "two"
-    with pytest.raises(DeployError, match=r"minReplicas: expected int"):
-        validate_manifest(doc)
-    doc = kserve_manifest(cpu_repo, storage_uri="s3://bucket/m", image=IMAGE)[-1]
-    del doc["spec"]["predictor"]["model"]["modelFormat"]
-    with pytest.raises(DeployError, match="V1beta1ModelSpec: Invalid value for `model_format`"):
-        validate_manifest(doc)
-    for kwargs, message in (
-        ({"image": "funnel"}, "tagged image"),
-        ({"cpu": "lots"}, "not a Kubernetes quantity"),
-        ({"name": "Bad_Name"}, "DNS label"),
-        ({"storage_uri": "/local/repo"}, "storage-uri"),
-    ):
-        args = {"storage_uri": "s3://bucket/m", "image": IMAGE, **kwargs}
-        with pytest.raises(DeployError, match=message):
-            kserve_manifest(cpu_repo, **args)

@@ -1,10 +1,10 @@
-"""Model repositories on S3-compatible storage: push with `funnel repo push`, serve from s3:// on
-the embedded Triton (a real moto server on 127.0.0.1 started here), checks before upload."""
+"""Model repositories on S3-compatible storage (funnel-scale) with plugin operators: push an export
+holding a FAISS index with `funnel repo push`, serve it from s3:// on the embedded Triton (a
+real moto server on 127.0.0.1 started here); a Feast repository path counts as overridable.
+The URL, credential and self-contained checks are plugins/scale/tests/test_storage.py."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import socket
 import subprocess
@@ -18,8 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from funnel import ColumnSchema, Ensemble, Schema, Table
-from funnel.storage import StorageError, check_repository, parse_s3_url, push_repository
 from funnel.table import to_numpy
+
+from funnel_scale.storage import check_repository
 
 pytestmark = pytest.mark.triton
 
@@ -89,23 +90,16 @@ def faiss_graph(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ensemble, Tab
     return ens, request
 
 
-def test_parse_s3_url() -> None:
-    loc = parse_s3_url("s3://127.0.0.1:9000/bucket/a/b/")
-    assert (loc.endpoint_url, loc.bucket, loc.prefix) == ("http://127.0.0.1:9000", "bucket", "a/b")
-    assert parse_s3_url("s3://https://minio.local:443/b/p").endpoint_url == "https://minio.local:443"
-    aws = parse_s3_url("s3://my-bucket/models/v1")
-    assert (aws.endpoint_url, aws.bucket, aws.key("x/config.pbtxt")) == (None, "my-bucket", "models/v1/x/config.pbtxt")
-    for bad in ("/local/dir", "gs://b/p", "s3://"):
-        with pytest.raises(StorageError, match="not an S3 repository URL"):
-            parse_s3_url(bad)
-
-
 def test_push_and_serve_from_s3(moto, aws_env, faiss_graph, tmp_path: Path) -> None:
     """`funnel repo push` uploads an export; Triton loads it from s3:// and answers like transform()."""
     import boto3  # noqa: PLC0415
 
     from funnel.cli import cli  # noqa: PLC0415
     from funnel.triton import TritonServer  # noqa: PLC0415
+
+    from funnel_scale import plugin  # noqa: PLC0415
+
+    plugin.register_commands(cli=cli)  # what `funnel` does at start with funnel-scale installed
 
     ens, request = faiss_graph
     repo = ens.export(tmp_path / "repo")
@@ -141,57 +135,6 @@ def test_push_and_serve_from_s3(moto, aws_env, faiss_graph, tmp_path: Path) -> N
         assert re.search(rf"for path\s+{re.escape(url)}/\S*{re.escape(name)}", log), name
     stub = re.search(r"triton_python_backend_stub (\S+)/1/model\.py", log)
     assert stub and not stub.group(1).startswith(str(repo)) and not stub.group(1).startswith("s3:")
-
-
-def test_missing_credentials_and_bucket(moto, monkeypatch, faiss_graph, tmp_path: Path) -> None:
-    ens, _ = faiss_graph
-    repo = ens.export(tmp_path / "repo")
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with pytest.raises(StorageError, match="no AWS credentials"):
-        push_repository(repo, f"s3://{moto}/nocreds/p")
-    for k, v in CREDENTIALS.items():
-        monkeypatch.setenv(k, v)
-    with pytest.raises(StorageError, match="does not exist.*--create-bucket"):
-        push_repository(repo, f"s3://{moto}/absent-bucket/p")
-    with pytest.raises(StorageError, match="not the bucket root"):
-        push_repository(repo, f"s3://{moto}/absent-bucket")
-
-
-def test_secret_in_repository_is_refused(moto, aws_env, faiss_graph, tmp_path: Path) -> None:
-    ens, _ = faiss_graph
-    repo = ens.export(tmp_path / "repo")
-    cfg = repo / "funnel" / "config.pbtxt"
-    cfg.write_text(cfg.read_text() + f'\n# key {aws_env["AWS_SECRET_ACCESS_KEY"]}\n')
-    with pytest.raises(StorageError, match="funnel/config.pbtxt contains the value of"):
-        push_repository(repo, f"s3://{moto}/secret/p", create_bucket=True)
-
-
-def test_self_contained_checks(faiss_graph, tmp_path: Path) -> None:
-    ens, _ = faiss_graph
-    repo = ens.export(tmp_path / "repo")
-    check = check_repository(repo)
-    assert check.models == ["funnel"] and check.external == []
-    # an absolute path in an operator config that nothing overrides is refused, naming where
-    graph_file = repo / "funnel" / "1" / "funnel-graph.json"
-    doc = json.loads(graph_file.read_text())
-    node = next(n for n in doc["graph"]["nodes"] if n["kind"] == "op")
-    node["op"]["config"]["lookup_table"] = "/home/me/tables/items.parquet"
-    graph_file.write_text(json.dumps(doc))
-    with pytest.raises(StorageError, match=r"not self-contained:\n.*config 'lookup_table' = '/home/me/tables"):
-        check_repository(repo)
-    # a symlink leaving the model directory is refused
-    repo2 = ens.export(tmp_path / "repo2")
-    outside = tmp_path / "outside.bin"
-    outside.write_bytes(b"x")
-    os.symlink(outside, repo2 / "funnel" / "1" / "artifacts" / "extra.bin")
-    with pytest.raises(StorageError, match="symlink to .*outside model directory 'funnel'"):
-        check_repository(repo2)
-    with pytest.raises(StorageError, match="no model directory"):
-        check_repository(tmp_path)
 
 
 def test_feast_repo_path_is_overridable(tmp_path: Path) -> None:

@@ -206,10 +206,5 @@ def main() -> None:
     cli(prog_name="funnel")
 
 
-# scale-out commands (funnel repo push/check, funnel deploy kserve, funnel score): funnel/cli_scale.py
-from funnel.cli_scale import register as _register_scale_commands  # noqa: E402
-
-_register_scale_commands(cli)
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

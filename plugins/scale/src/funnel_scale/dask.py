@@ -14,8 +14,9 @@ is what a freshly loaded graph returns for it — the same whichever worker runs
 whatever order. (A single ``transform()`` over the whole frame draws one random stream
 across all rows; deterministic operators give identical results either way.)
 
-dask and distributed are imported only here (``pip install "funnel[dask]"``); core does
-not need them.
+Part of ``funnel-scale`` (``pip install funnel-scale``, which brings dask, distributed, pandas,
+pyarrow and tqdm); dask and distributed are imported only when an executor is created, so
+loading the plugin stays cheap.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def _require_dask() -> Any:
         import dask  # noqa: PLC0415
         import distributed  # noqa: PLC0415, F401
     except ImportError as exc:
-        raise FunnelError('scoring on Dask needs dask and distributed: pip install "funnel[dask]"') from exc
+        raise FunnelError(
+            f"scoring on Dask needs dask and distributed, which are missing ({exc}); they are dependencies "
+            "of funnel-scale: pip install funnel-scale (or pip install 'dask[dataframe]' distributed)"
+        ) from exc
     return dask
 
 
@@ -157,9 +161,10 @@ def _load(spec: GraphSpec) -> _Loaded:
                 with tarfile.open(fileobj=io.BytesIO(spec.archive)) as tar:
                     tar.extractall(root, filter="data")
                 artifacts = root / "artifacts"
-            else:
-                assert spec.artifacts_dir is not None
+            elif spec.artifacts_dir is not None:
                 artifacts = Path(spec.artifacts_dir)
+            else:  # shipped, but the graph has no artifact files: its operators read none
+                artifacts = Path(tempfile.mkdtemp(prefix=f"funnel-graph-{spec.digest}-")) / "artifacts"
             data = msgspec.json.decode(spec.graph_json)
             loaded = _Loaded(Ensemble.from_dict(data, artifacts))
             _CACHE[spec.digest] = loaded
@@ -443,7 +448,12 @@ class DaskExecutor:
                     f"cannot read the request columns {columns} from parquet {source}: {type(exc).__name__}: {exc}"
                 ) from exc
         elif type(source).__module__.startswith("pandas"):
-            ddf = dd.from_pandas(source, npartitions=npartitions or max(1, len(self.client.nthreads())))
+            import dask  # noqa: PLC0415
+
+            # dask turns object columns into strings by default: a list column would reach the
+            # graph as "[1, 2]"; keep the objects (lists, arrays, str) as pandas holds them
+            with dask.config.set({"dataframe.convert-string": False}):
+                ddf = dd.from_pandas(source, npartitions=npartitions or max(1, len(self.client.nthreads())))
         elif hasattr(source, "to_delayed") and hasattr(source, "npartitions"):
             ddf = source
         else:

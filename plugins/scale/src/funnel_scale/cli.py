@@ -1,7 +1,8 @@
-"""Scale-out commands: ``funnel repo push``, ``funnel deploy kserve``, ``funnel score``.
+"""The scale-out commands: ``funnel score``, ``funnel repo check|push``, ``funnel deploy kserve``.
 
-Hooked into the main ``funnel`` group by :mod:`funnel.cli`. boto3, kserve-style manifests
-and dask are only imported when a command runs.
+Added to the main ``funnel`` group by :func:`funnel_scale.plugin.register_commands` (the
+``register_commands`` hook), so they appear once ``funnel-scale`` is installed. dask, boto3
+and kserve are only imported when a command runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def repo_group() -> None:
 def repo_check_cmd(directory: str) -> None:
     """Check DIRECTORY (an export) can be served from object storage: every model directory
     self-contained, no path in a graph pointing outside the repository."""
-    from funnel.storage import check_repository  # noqa: PLC0415
+    from funnel_scale.storage import check_repository  # noqa: PLC0415
 
     try:
         check = check_repository(directory)
@@ -52,7 +53,7 @@ def repo_push_cmd(directory: str, url: str, overwrite: bool, create_bucket: bool
     AWS_DEFAULT_REGION, or a profile / instance role); a repository containing the secret key
     is refused. Serve it with: tritonserver --model-repository=URL (same variables set).
     """
-    from funnel.storage import push_repository  # noqa: PLC0415
+    from funnel_scale.storage import push_repository  # noqa: PLC0415
 
     def progress(done: int, total: int, key: str) -> None:
         if done == total or done % 50 == 0:
@@ -99,7 +100,7 @@ def score_cmd(graph: str, source: str, output: str, scheduler: str | None, worke
     part.NNNNN.parquet per partition with the graph's output schema (list columns as lists).
     """
     env = _env_option(env_pairs)
-    from funnel.dask import DaskExecutor  # noqa: PLC0415
+    from funnel_scale.dask import DaskExecutor  # noqa: PLC0415
 
     try:
         with DaskExecutor(graph, scheduler=scheduler, batch_size=batch_size, ship_artifacts=ship_artifacts,
@@ -145,7 +146,7 @@ def deploy_kserve_cmd(repository: str, storage_uri: str, image: str, name: str, 
                       credentials_secret: str, service_account: str | None, output: str | None) -> None:
     """Write a KServe InferenceService manifest serving REPOSITORY (an export, pushed to
     --storage-uri with `funnel repo push`) on KServe's Triton runtime."""
-    from funnel.deploy import kserve_manifest, to_yaml  # noqa: PLC0415
+    from funnel_scale.deploy import kserve_manifest, to_yaml  # noqa: PLC0415
 
     try:
         docs = kserve_manifest(

@@ -9,7 +9,9 @@ initializer where the bucket is. Credentials never appear: the service account n
 ``Secret`` you create from your environment (docs/deploy.md shows the command).
 
 :func:`validate_manifest` checks an InferenceService document against the ``kserve``
-Python package's model classes (every field known, required fields present, types right).
+Python package's model classes (every field known, required fields present, types right);
+:func:`kserve_manifest` always does, so writing a manifest needs ``pip install
+"funnel-scale[kserve]"``. Importing this module needs only funnel.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class RepositoryInfo:
 
 def read_repository(path: str | os.PathLike[str]) -> RepositoryInfo:
     """Models, instance groups, plugins and serve-time environment variables of an export."""
-    from funnel.storage import check_repository  # noqa: PLC0415
+    from funnel_scale.storage import check_repository  # noqa: PLC0415
 
     root = Path(path)
     check = check_repository(root)
@@ -85,7 +87,7 @@ def _kserve_storage_uri(uri: str) -> tuple[str, dict[str, str]]:
         raise DeployError(f"--storage-uri {uri!r}: use s3://BUCKET/PATH (or s3://HOST:PORT/BUCKET/PATH), gs:// or pvc://")
     if not uri.startswith("s3://"):
         return uri, {}
-    from funnel.storage import parse_s3_url  # noqa: PLC0415
+    from funnel_scale.storage import parse_s3_url  # noqa: PLC0415
 
     loc = parse_s3_url(uri)
     if not loc.prefix:
@@ -272,7 +274,7 @@ def validate_manifest(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("apiVersion") != "serving.kserve.io/v1beta1" or doc.get("kind") != "InferenceService":
         raise DeployError("not a serving.kserve.io/v1beta1 InferenceService document")
     proc = subprocess.run(
-        [sys.executable, "-m", "funnel.deploy"], input=json.dumps(doc), capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "funnel_scale.deploy"], input=json.dumps(doc), capture_output=True, text=True, timeout=300
     )
     if proc.returncode == 2:
         raise DeployError(proc.stderr.strip())
@@ -306,6 +308,12 @@ if __name__ == "__main__":  # validate_manifest's fresh interpreter: JSON docume
     import json
     import sys
 
+    try:
+        import kserve  # noqa: F401
+    except ImportError as exc:
+        print(f"checking the manifest against KServe's model classes needs the kserve package, which "
+              f"{sys.executable} cannot import ({exc}): pip install \"funnel-scale[kserve]\"", file=sys.stderr)
+        sys.exit(2)
     try:
         print(json.dumps(_validate_here(json.loads(sys.stdin.read()))))
     except DeployError as exc:

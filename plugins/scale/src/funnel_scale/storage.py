@@ -12,7 +12,7 @@ Credentials come only from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_
 ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION`` or boto3's standard chain: profile, instance
 role) — never from arguments, and a repository that contains the secret key is refused.
 
-boto3 is imported only when pushing (``pip install "funnel[s3]"``).
+boto3 is imported only when pushing (``pip install "funnel-scale[s3]"``).
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def s3_client(location: S3Location) -> Any:
         import boto3  # noqa: PLC0415
         from botocore.config import Config  # noqa: PLC0415
     except ImportError as exc:
-        raise StorageError('pushing to s3:// needs boto3: pip install "funnel[s3]"') from exc
+        raise StorageError('pushing to s3:// needs boto3: pip install "funnel-scale[s3]"') from exc
     session = boto3.session.Session()
     if session.get_credentials() is None:
         raise StorageError(

@@ -1,0 +1,91 @@
+"""Shared fixtures of the funnel-scale tests: the funnel CLI with this plugin's commands, a
+core-only export, and a real S3-compatible server (moto's server mode) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from funnel.triton.testing import demo_ensemble
+
+SCALE_COMMANDS = ("score", "repo", "deploy")
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "funneltestkey",
+    "AWS_SECRET_ACCESS_KEY": "funnel-test-secret-value",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def funnel_cli() -> Iterator[click.Group]:
+    """``funnel.cli.cli`` with the commands this plugin's ``register_commands`` hook adds (what
+    ``funnel`` does at start when funnel-scale is installed); removed again afterwards."""
+    from funnel.cli import cli  # noqa: PLC0415
+
+    from funnel_scale import plugin  # noqa: PLC0415
+
+    before = {name: cli.commands.get(name) for name in SCALE_COMMANDS}
+    plugin.register_commands(cli=cli)
+    try:
+        yield cli
+    finally:
+        for name, command in before.items():
+            if command is None:
+                cli.commands.pop(name, None)
+            else:
+                cli.commands[name] = command
+
+
+@pytest.fixture(scope="module")
+def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An export of core's demo graph (filter → unroll → score → top-k): no plugin operators."""
+    return demo_ensemble().export(tmp_path_factory.mktemp("demo") / "repo")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    """``host:port`` of a moto_server started here (the ``[test]`` extra installs it)."""
+    exe = Path(sys.executable).parent / "moto_server"
+    assert exe.is_file(), f"{exe} missing: pip install 'funnel-scale[test]' (moto[server])"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start on port {port}") from None
+            time.sleep(0.1)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Test credentials in the environment, nothing else that would redirect boto3."""
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(k, raising=False)
+    return CREDENTIALS
