@@ -24,7 +24,10 @@ PLUGINS = {
     "plugins/tf_op": ("[cpu]", "tf", "funnel-tensorflow"),
     "plugins/torch_t4r_op": ("[session]", "torch", "funnel-torch"),
     "plugins/workflow_op": ("[dask]", "workflow", "funnel-workflow"),
+    "plugins/scale": ("[s3,kserve,test]", "scale", "funnel-scale"),
 }
+#: plugins that add commands only (register_commands), no operators
+COMMANDS_ONLY = {"plugins/scale"}
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}
 TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis"]
 
@@ -106,7 +109,10 @@ def test_plugin_alone_installs_lists_and_passes_its_tests(tmp_path, package):
     assert not siblings, f"{package} pulled in sibling plugins {siblings}"
     infos = {i["name"]: i for i in plugins_json(venv)}
     assert ep_name in infos, f"funnel plugins does not list {ep_name}: {infos}"
-    assert infos[ep_name]["operators"], infos[ep_name]
+    if package in COMMANDS_ONLY:
+        assert infos[ep_name]["operators"] == [] and "register_commands" in infos[ep_name]["hooks"], infos[ep_name]
+    else:
+        assert infos[ep_name]["operators"], infos[ep_name]
     assert not infos[ep_name].get("error")
     env = {k: v for k, v in os.environ.items() if k not in ("FUNNEL_LOAD_PLUGINS", "PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
