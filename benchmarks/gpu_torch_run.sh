@@ -28,7 +28,7 @@ $PY -c "import torch, cupy, numpy, faiss; print('torch', torch.__version__, torc
 $PY -m funnel.cli plugins || true
 
 # the GPU tests (files, not -m gpu: core's KIND_GPU test is gated by a skipif only), bounded in time
-timeout 200 $PY -m pytest -q -p no:cacheprovider -n 4 --dist loadfile \
+timeout 170 $PY -m pytest -q -p no:cacheprovider -n 4 --dist loadfile \
   core/tests/triton/test_triton_gpu.py plugins/torch_t4r_op/tests/test_torch_gpu.py \
   plugins/faiss_op/tests plugins/sampling_op/tests \
   tests/test_torch_multistage_bench.py "tests/test_benchmarks_smoke.py::test_triton_gpu_smoke" \

@@ -52,7 +52,8 @@ import zipfile
 
 src, dst, pyver = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 (wheel,) = src.glob("nvidia_pytriton-*.whl")
-wanted = ("pytriton/tritonserver/bin/", "pytriton/tritonserver/backends/python/", "pytriton/tritonserver/caches/",
+# pytriton/__init__.py too: funnel finds the server through the package (importlib.util.find_spec("pytriton"))
+wanted = ("pytriton/__init__.py", "pytriton/tritonserver/bin/", "pytriton/tritonserver/backends/python/", "pytriton/tritonserver/caches/",
           f"pytriton/tritonserver/python_backend_stubs/{pyver}/", "nvidia_pytriton.libs/")
 with zipfile.ZipFile(wheel) as archive:
     names = [n for n in archive.namelist() if n.startswith(wanted) and "__pycache__" not in n]
@@ -62,7 +63,8 @@ with zipfile.ZipFile(wheel) as archive:
         archive.extract(name, dst)
 print(f"  {len(names)} files kept from {wheel.name}")
 PY
-tar cJf "$DEST/pytriton.tar.xz" -C "$WORK/tree" .
+[ -f "$WORK/tree/pytriton/__init__.py" ] || { echo "[gpu-torch-wheels] the nvidia-pytriton wheel has no pytriton/__init__.py" >&2; exit 1; }
+XZ_OPT="${XZ_OPT:--6 -T0}" tar cJf "$DEST/pytriton.tar.xz" -C "$WORK/tree" .
 
 # git must never pick the folder up: ignore it locally when no rule does
 if git rev-parse --git-dir >/dev/null 2>&1 && ! git check-ignore -q "$DEST/whl"; then
