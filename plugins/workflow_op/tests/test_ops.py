@@ -199,6 +199,36 @@ def test_listslice_pad():
     assert col.is_list and not col.is_ragged and col.dims == (3,)
 
 
+@pytest.mark.parametrize("pad_value,match", [
+    (0.5, "not a whole number"),  # padded the int lists with 0
+    ("x", "pass a number"),  # failed every batch with int('x')
+    (2**70, "range -9223372036854775808..9223372036854775807"),  # failed every batch with an OverflowError
+])
+def test_listslice_pad_value_must_fit_the_list_dtype(pad_value, match):
+    df = pd.DataFrame({"l": [[1, 2, 3, 4], [5], []]})
+    strings = pd.DataFrame({"s": [["a", "b"], []]})
+    _, out = run(["s"] >> ops.ListSlice(0, 2, pad=True, pad_value=""), strings)
+    assert [list(v) for v in out["s"]] == [["a", "b"], ["", ""]]
+    with pytest.raises(FunnelError, match=rf"ListSlice: pad_value={pad_value!r} cannot pad column 'l' of dtype int64.*{match}"):
+        run(["l"] >> ops.ListSlice(0, 3, pad=True, pad_value=pad_value), df)
+    _, out = run(["l"] >> ops.ListSlice(0, 2, pad=True, pad_value=7.0), df)  # a whole float is fine
+    assert [list(v) for v in out["l"]] == [[1, 2], [5, 7], [7, 7]]
+
+
+def test_listslice_pad_value_is_checked_against_the_data_not_a_placeholder():
+    # before fit a LambdaOp's output has a placeholder dtype (float64): a string pad must still pass
+    df = pd.DataFrame({"l": [[1, 2, 3], []]})
+    to_str = ops.LambdaOp(lambda col: col.apply(lambda v: [str(x) for x in v]))
+    _, out = run(["l"] >> to_str >> ops.ListSlice(0, 2, pad=True, pad_value=""), df)
+    assert [list(v) for v in out["l"]] == [["1", "2"], ["", ""]]
+
+
+@pytest.mark.parametrize("args", [(1.9, 3), (0, 2.5), (True, 3)])
+def test_listslice_indices_must_be_integers(args):
+    with pytest.raises(SchemaError, match="ListSlice: (start|end) must be an integer index"):  # 1.9 was sliced as 1
+        ops.ListSlice(*args)
+
+
 def test_filter_offline_and_served():
     node = ["a", "t"] >> ops.Filter(f=lambda df: df["a"] > 2)
     wf, out = run(node, DF)

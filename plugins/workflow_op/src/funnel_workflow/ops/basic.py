@@ -574,6 +574,9 @@ class ListSlice(Operator):
                  offline_only: bool = False) -> None:
         if end is None:  # ListSlice(k) is [0:k], as NVTabular
             start, end = 0, start
+        for what, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):  # 1.9 was sliced as 1
+                raise SchemaError(f"ListSlice: {what} must be an integer index, got {value!r}")
         self.start, self.end = int(start), int(end)
         self.pad = bool(pad)
         self.pad_value = pad_value
@@ -610,7 +613,26 @@ class ListSlice(Operator):
             cols.append(self._decorate(col))
         return cols
 
-    def _slice(self, col: Ragged) -> Any:
+    def _check_pad_value(self, name: str, dtype: np.dtype) -> None:
+        """``pad_value`` must be a value of the list's dtype (0.5 padded int lists with 0; a string or
+        an out-of-range int failed with numpy's bare ValueError/OverflowError). Checked on the data:
+        before ``fit`` the schema of a LambdaOp's output holds a placeholder dtype."""
+        value = self.pad_value
+        where = f"ListSlice: pad_value={value!r} cannot pad column {name!r} of dtype {dtype}"
+        if dtype.kind in "OUS":
+            if not isinstance(value, str):
+                raise SchemaError(f"{where}; pass a string")
+            return
+        if isinstance(value, str) or not isinstance(value, (int, float, np.number, bool, np.bool_)):
+            raise SchemaError(f"{where}; pass a number")
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+                raise SchemaError(f"{where} (it is not a whole number)")
+            if not info.min <= value <= info.max:
+                raise SchemaError(f"{where} (range {info.min}..{info.max})")
+
+    def _slice(self, col: Ragged, name: str) -> Any:
         off = np.asarray(col.offsets).astype(np.int64)
         lengths = off[1:] - off[:-1]
         s = np.where(self.start >= 0, np.minimum(self.start, lengths), np.maximum(lengths + self.start, 0))
@@ -624,6 +646,7 @@ class ListSlice(Operator):
         values = np.asarray(col.values)[idx]
         if not self.pad:
             return Ragged(values, new_off.astype(np.asarray(col.offsets).dtype), validate=False)
+        self._check_pad_value(name, values.dtype)
         width = self.end - self.start
         dense = np.full((lengths.size, width), self.pad_value, dtype=values.dtype)
         rows = np.repeat(np.arange(lengths.size), new_len)
@@ -637,7 +660,7 @@ class ListSlice(Operator):
             col = table[n]
             if not isinstance(col, Ragged):
                 col = Ragged.coerce(col, name=f"ListSlice column {n!r}")
-            out[n] = self._slice(col)
+            out[n] = self._slice(col, n)
         return Table(out, num_rows=table.num_rows)
 
     def to_config(self) -> dict[str, Any]:
