@@ -117,6 +117,20 @@ def test_fillmissing_clip_bucketize_hashbucket():
     assert out["a"][0] == out["a"][2]
 
 
+@pytest.mark.parametrize("num_buckets,match", [
+    (0, "num_buckets for column 'a' must be a positive integer, got 0"),  # hashed every value to 0
+    (2.5, "must be a positive integer, got 2.5"),  # used 2 buckets
+    (-3, "must be a positive integer, got -3"),  # an OverflowError per batch
+    ({"a": 4}, r"no num_buckets for column 'b' \(num_buckets=\['a'\]\)"),  # int(None) inside the schema
+])
+def test_hashbucket_counts_are_checked(num_buckets, match):
+    with pytest.raises(FunnelError, match=match):
+        run(["a", "g"] >> ops.Rename(f=lambda c: {"g": "b"}.get(c, c)) >> ops.HashBucket(num_buckets), DF)
+    wf, out = run(["a", "g"] >> ops.HashBucket({"a": 4, "g": 2}), DF)
+    assert out["a"].between(0, 3).all() and out["g"].between(0, 1).all()
+    assert wf.output_schema["g"].properties["cardinality"] == 2
+
+
 def test_lambda_rename_and_node_rshift_function():
     node = nvt.ColumnSelector(["a"]) >> (lambda col: col * 2) >> ops.Rename(postfix="_x2")
     _, out = run(node, DF)

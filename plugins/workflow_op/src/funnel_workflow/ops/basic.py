@@ -279,15 +279,24 @@ class HashBucket(_Elementwise):
         if offline_only:
             self.offline_only = True
 
+    def _buckets(self, name: str) -> int:
+        """The column's bucket count: a positive integer (0 hashed everything to 0, 2.5 used 2 buckets,
+        a negative count or a column missing from the dict failed with a bare numpy/int() error)."""
+        nb = per_column(self.num_buckets, name)
+        if nb is None:
+            given = sorted(self.num_buckets) if isinstance(self.num_buckets, dict) else self.num_buckets
+            raise SchemaError(f"HashBucket: no num_buckets for column {name!r} (num_buckets={given!r}); "
+                              "give one count, or a dict with every selected column")
+        if isinstance(nb, bool) or not isinstance(nb, (int, np.integer)) or nb < 1:
+            raise SchemaError(f"HashBucket: num_buckets for column {name!r} must be a positive integer, got {nb!r}")
+        return int(nb)
+
     def properties_for(self, name: str, src: ColumnSchema) -> dict[str, Any]:
-        nb = int(per_column(self.num_buckets, name))
+        nb = self._buckets(name)
         return {"cardinality": nb, "num_items": nb, "domain": {"min": 0, "max": nb - 1, "name": name}}
 
     def apply(self, name: str, values: np.ndarray) -> np.ndarray:
-        nb = per_column(self.num_buckets, name)
-        if nb is None:
-            raise OperatorError(f"HashBucket: no num_buckets for column {name!r}")
-        return (hash64(values) % np.uint64(int(nb))).astype(np.int64)
+        return (hash64(values) % np.uint64(self._buckets(name))).astype(np.int64)
 
     def to_config(self) -> dict[str, Any]:
         return {"num_buckets": self.num_buckets, **self.base_config()}
