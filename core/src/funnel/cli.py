@@ -57,7 +57,8 @@ def graph_cmd(source: str, output: str | None) -> None:
     """
     import msgspec  # noqa: PLC0415
 
-    from funnel.render import find_graph_json, render_dot, to_dot  # noqa: PLC0415
+    from funnel.files import find_graph_json  # noqa: PLC0415
+    from funnel.render import render_dot, to_dot  # noqa: PLC0415
 
     graph_json = find_graph_json(source)
     data = msgspec.json.decode(graph_json.read_bytes())

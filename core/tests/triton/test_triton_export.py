@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from funnel.errors import ExportError
-from funnel.triton.export import MANIFEST_FILE
+from funnel.files import MANIFEST_FILE
 from funnel.triton.runtime import self_check
 
 
