@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from funnel.errors import ExportError
 from funnel.files import DEFAULT_MAX_REQUEST_ROWS, EXECUTOR_SHIM, GRAPH_FILE, MANIFEST_FILE, dumps_json
 from funnel.triton import config as cfg
-from funnel.registry import operators, trust_code_enabled as trust_enabled
+from funnel.registry import operators
+from funnel.trust import trust_code_enabled as trust_enabled
 from funnel.triton.wire import REQUEST, tensor_specs, wire_form
 
 if TYPE_CHECKING:
