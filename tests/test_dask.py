@@ -156,7 +156,7 @@ def test_graph_spec_from_an_export(tmp_path: Path) -> None:
     """An export repository's model version directory is found; two graphs are ambiguous."""
     from funnel.dask import GraphSpec  # noqa: PLC0415
     from funnel.errors import FunnelError  # noqa: PLC0415
-    from funnel.triton.testing import demo_ensemble  # noqa: PLC0415
+    from funnel_testing import demo_ensemble  # noqa: PLC0415
 
     ens = demo_ensemble()
     repo = ens.export(tmp_path / "repo")

@@ -26,7 +26,8 @@ PLUGINS = {
     "plugins/workflow_op": ("[dask]", "workflow", "funnel-workflow"),
 }
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}
-TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis"]
+# test tooling, and funnel-testing (the test operators some plugin suites serve)
+TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis", "./core/testing"]
 
 
 def uv_env() -> dict[str, str]:

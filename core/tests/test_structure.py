@@ -115,3 +115,14 @@ def test_every_module_imports_alone_in_a_fresh_interpreter(module: str) -> None:
 def test_every_module_starts_by_saying_what_it_is_for(module: str) -> None:
     doc = ast.get_docstring(ast.parse(MODULES[module].read_text(encoding="utf-8")))
     assert doc and len(doc.split()) >= 4, f"{MODULES[module]}: the module docstring should say what it is for"
+
+
+def test_the_module_map_in_architecture_md_matches_the_tree() -> None:
+    import re
+
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = doc.split("## Core modules", 1)[1].split("\n## ", 1)[0]
+    listed = {name for row in re.findall(r"^\| ([^|]+) \|", section, flags=re.M) for name in re.findall(r"`([\w/]+(?:\.py)?)`", row)}
+    tree = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"} | {
+        f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert listed == tree, f"docs/architecture.md's module map: missing {sorted(tree - listed)}, stale {sorted(listed - tree)}"

@@ -45,8 +45,22 @@ def _bound_copy(node: Node) -> Node:
     return Node("op", node.parents, op=op)
 
 
-def _all_ragged(schema: Schema) -> bool:
-    return len(schema) > 0 and all(c.is_list and c.is_ragged for c in schema)
+def _lifted(op: Operator, schema: Schema) -> bool:
+    """The lifting rule (docs/architecture.md): an operator declaring ``rowwise = True`` is run
+    over candidate lists — on the flattened candidates, outputs regrouped per row — when every
+    input column is a ragged list; over scalar columns it runs as is. A mix is refused here,
+    at bind time, because neither reading is right."""
+    if not op.rowwise or len(schema) == 0:
+        return False
+    ragged = [c.name for c in schema if c.is_list and c.is_ragged]
+    if ragged and len(ragged) < len(schema):
+        others = [c.name for c in schema if c.name not in ragged]
+        raise SchemaError(
+            f"{op.label} is row-wise (rowwise=True): it runs over candidate lists only when every input column is "
+            f"a ragged list, but {ragged} are ragged lists and {others} are not. Flatten the lists first "
+            "(UnrollFeatures) or select only the list columns for it"
+        )
+    return bool(ragged)
 
 
 _NODE_KINDS = ("select", "op", "concat", "drop")
@@ -220,7 +234,7 @@ class Graph:
                         f"{op.label}: dependency {name!r} names column(s) {missing} that are not among "
                         f"its upstream columns {in_schema.column_names}.{hint}"
                     )
-        lifted = bool(op.rowwise) and _all_ragged(in_schema)
+        lifted = _lifted(op, in_schema)
         try:
             if lifted:
                 element = Schema([c.element() for c in in_schema])

@@ -57,8 +57,9 @@ class Operator(metaclass=_OperatorMeta):
     """
 
     type_name: ClassVar[str] = ""
-    #: The op maps each row independently; over candidate-aligned list columns it is run on
-    #: the flattened candidate rows and its outputs are regrouped (docs/architecture.md).
+    #: The lifting rule (docs/architecture.md): the op maps each row independently. Bound over
+    #: inputs that are all ragged lists it runs on the flattened candidate rows, outputs
+    #: regrouped; over scalars it runs as is; a mix is a SchemaError at bind time.
     rowwise: ClassVar[bool] = False
     #: The op may return a different number of rows than it received (a serve-time Groupby:
     #: N raw interaction rows → B sessions). The executor then skips its one-row-per-row

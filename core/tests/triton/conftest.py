@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from funnel.triton import TritonServer
-from funnel.triton.testing import demo_ensemble
+from funnel_testing import demo_ensemble
 
 #: model names in the combined repository
 EXECUTOR = "funnel"

@@ -11,7 +11,7 @@ import tritonclient.http as httpclient
 
 from funnel.errors import RequestError
 from funnel.table import Ragged, Table
-from funnel.triton.testing import demo_request
+from funnel_testing import demo_request
 
 from .conftest import ENSEMBLE, EXECUTOR
 

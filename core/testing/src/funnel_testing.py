@@ -1,7 +1,8 @@
-"""Small operators and a demo graph for testing exports (importable inside a served model).
+"""Test operators and demo graphs for funnel's test suites (distribution ``funnel-testing``).
 
-Operators a served model uses must be importable in the server's Python environment; these
-live in the installed ``funnel`` package so tests and examples can serve them anywhere.
+Operators a served model uses must be importable in the server's Python environment: this
+module is installed next to funnel in the test environments (not shipped in funnel's wheel)
+and registers its operators as the plugin ``testing`` (type names ``testing.<Name>``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from funnel.ensemble import Ensemble
-from funnel.graph import Node
+from funnel.hookspecs import hookimpl
+from funnel.operator import Node
 from funnel.operator import Operator
 from funnel.ops.filter import FilterCandidates
 from funnel.ops.unroll import UnrollFeatures
@@ -24,6 +26,8 @@ __all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_
 
 class LinearScore(Operator):
     """Row-wise test scorer: ``score = weight * item + user_age`` (float32)."""
+
+    type_name = "testing.LinearScore"
 
     rowwise = True
 
@@ -48,6 +52,8 @@ class LinearScore(Operator):
 class TopByScore(Operator):
     """Ordering test op: the ``k`` best-scored candidates per row as a dense (B, k) int64 array
     (padded with -1) plus their scores."""
+
+    type_name = "testing.TopByScore"
 
     def __init__(self, k: int = 3) -> None:
         self.k = int(k)
@@ -85,6 +91,8 @@ class RaiseOnValue(Operator):
     when it holds ``client_value`` and RuntimeError (a server fault) when it holds
     ``server_value``. Each call appends its row count to ``calls_file`` (when set), so a test
     can count how often requests ran."""
+
+    type_name = "testing.RaiseOnValue"
 
     def __init__(self, column: str = "user_id", client_value: int = -666, server_value: int = -777,
                  calls_file: str = "") -> None:
@@ -155,6 +163,8 @@ class UserCandidates(Operator):
     ``u*10 .. u*10 + u % k`` (a list column of varying length, possibly empty for ``u < 0``),
     their scores ``candidate / 10`` (float32), and ``best`` (its first candidate, or -1)."""
 
+    type_name = "testing.UserCandidates"
+
     def __init__(self, k: int = 3) -> None:
         self.k = int(k)
 
@@ -183,3 +193,10 @@ class UserCandidates(Operator):
 def rows_ensemble(k: int = 3) -> Ensemble:
     """A graph whose request is scalars only (``user_id``): exported in the rows wire form."""
     return Ensemble(["user_id"] >> UserCandidates(k), Schema([ColumnSchema("user_id", "int64")]))
+
+
+@hookimpl
+def register_operators(register: Any) -> None:
+    """The test operators, as the plugin ``testing``."""
+    for op in (LinearScore, TopByScore, RaiseOnValue, UserCandidates):
+        register(op)
