@@ -7,7 +7,11 @@ and registers its operators as the plugin ``testing`` (type names ``testing.<Nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +25,8 @@ from funnel.ops.unroll import UnrollFeatures
 from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table
 
-__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_ensemble", "demo_request", "rows_ensemble"]
+__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_ensemble", "demo_request", "rows_ensemble",
+           "combined_repository", "infer_concurrently", "request_counts"]
 
 
 class LinearScore(Operator):
@@ -193,6 +198,49 @@ class UserCandidates(Operator):
 def rows_ensemble(k: int = 3) -> Ensemble:
     """A graph whose request is scalars only (``user_id``): exported in the rows wire form."""
     return Ensemble(["user_id"] >> UserCandidates(k), Schema([ColumnSchema("user_id", "int64")]))
+
+
+# -- serving helpers the test suites share ------------------------------------------------
+def combined_repository(target: Path, exports: Mapping[str, Callable[[Path], Path]]) -> Path:
+    """One model repository holding several exports: ``exports`` maps a scratch directory name
+    to a function exporting into that directory (e.g. ``lambda d: ens.export(d, name="m")``);
+    their model directories are copied into ``target`` (first one wins on a name clash)."""
+    target.mkdir(parents=True)
+    for scratch, export in exports.items():
+        for model in Path(export(target.parent / scratch)).iterdir():
+            if model.is_dir() and not (target / model.name).exists():
+                shutil.copytree(model, target / model.name)
+    return target
+
+
+def infer_concurrently(http_url: str, tables: Sequence[Table], model: str, threads: int = 8) -> list[Table]:
+    """Send ``tables`` to ``model`` from ``threads`` threads, one HTTP client per thread
+    (tritonclient's HTTP client runs on gevent and is not thread-safe); answers in order."""
+    import tritonclient.http as httpclient  # noqa: PLC0415 - only the serving tests need it
+
+    from funnel.triton.client import infer  # noqa: PLC0415
+
+    local = threading.local()
+    clients: list[Any] = []
+
+    def call(table: Table) -> Table:
+        if not hasattr(local, "client"):
+            local.client = httpclient.InferenceServerClient(http_url)
+            clients.append(local.client)
+        return infer(local.client, table, model=model)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(call, tables))
+    finally:
+        for client in clients:
+            client.close()
+
+
+def request_counts(server: Any, model: str) -> tuple[int, int]:
+    """(requests answered successfully, execute() calls) of ``model``, from Triton's statistics."""
+    stats = server.client("http").get_inference_statistics(model)["model_stats"][0]
+    return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
 
 
 @hookimpl
