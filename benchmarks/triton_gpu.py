@@ -4,7 +4,7 @@ Run on a machine with an NVIDIA GPU, cupy and the embedded Triton (see benchmark
 
     python benchmarks/triton_gpu.py --out benchmarks/results
 
-It exports core's demo graph (funnel.triton.testing) twice — instance_kind="gpu" (request
+It exports core's demo graph (funnel_testing) twice — instance_kind="gpu" (request
 tables become cupy arrays inside the model, DLPack in and out) and "cpu" — checks that the
 served results equal Ensemble.transform for 1, 7 and 64 rows, then times sequential HTTP
 requests. Writes triton_gpu.json / triton_gpu.md.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import measure  # noqa: E402
 from funnel.triton import TritonServer  # noqa: E402
 from funnel.triton.client import table_to_inputs  # noqa: E402
-from funnel.triton.testing import demo_ensemble, demo_request  # noqa: E402
+from funnel_testing import demo_ensemble, demo_request  # noqa: E402
 
 
 def gpu_name() -> str:

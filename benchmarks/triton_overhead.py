@@ -1,6 +1,6 @@
 """What serving on Triton costs over running the graph in-process.
 
-A small graph (funnel.triton.testing.demo_ensemble: filter → unroll → score → top-k) is
+A small graph (funnel_testing.demo_ensemble: filter → unroll → score → top-k) is
 run in-process, and served in executor mode and ensemble mode, over HTTP and gRPC, at
 concurrency 1 and 8, with 1 and 64 rows per request, dynamic batching on and off.
 Results: benchmarks/results/triton_overhead.{json,md}.
@@ -24,7 +24,7 @@ from _harness import measure, write_results  # noqa: E402
 
 from funnel.triton import TritonServer  # noqa: E402
 from funnel.triton.client import make_client, table_to_inputs  # noqa: E402
-from funnel.triton.testing import demo_ensemble, demo_request  # noqa: E402
+from funnel_testing import demo_ensemble, demo_request  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,8 @@ PLUGINS = {
 #: plugins that add commands only (register_commands), no operators
 COMMANDS_ONLY = {"plugins/scale"}
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}
-TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis"]
+# test tooling, and funnel-testing (the test operators some plugin suites serve)
+TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis", "./core/testing"]
 
 
 def uv_env() -> dict[str, str]:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
-packages=(core plugins/*/ examples/plugin_example/)
+packages=(core core/testing plugins/*/ examples/plugin_example/)
 hash=$(cat requirements/*.txt tools/venv.sh $(for p in "${packages[@]}"; do [ -f "$p/pyproject.toml" ] && echo "$p/pyproject.toml"; done) | sha256sum | cut -c1-16)
 if [ -f "$VENV/.funnel-hash" ] && [ "$(cat "$VENV/.funnel-hash")" = "$hash" ]; then
   echo "venv: reusing $VENV ($hash)"
@@ -28,7 +28,7 @@ fi
 rm -rf "$VENV"
 $UV venv -q -p "$PYTHON" "$VENV"
 export VIRTUAL_ENV="$PWD/$VENV"
-editable=(-e "core[triton,pandas]")
+editable=(-e "core[triton,pandas]" -e core/testing)
 for p in plugins/*/ examples/plugin_example/; do
   [ -f "$p/pyproject.toml" ] && editable+=(-e "$p")
 done

@@ -18,10 +18,11 @@ def _fixtures_on_path():
 
 @pytest.fixture(autouse=True)
 def _no_installed_plugins(monkeypatch):
-    """Core tests never see installed plugins: only core's built-ins are loaded."""
+    """Core tests never see installed plugins: only core's built-ins and the test operators
+    (the funnel-testing plugin, which the core test suite depends on) are loaded."""
     from funnel import registry
 
-    monkeypatch.setenv("FUNNEL_LOAD_PLUGINS", "")
+    monkeypatch.setenv("FUNNEL_LOAD_PLUGINS", "testing")
     registry.reset()
     yield
     registry.reset()

@@ -105,3 +105,19 @@ def test_dataframe_in_dataframe_out():
 def test_node_coerce_rejects_junk():
     with pytest.raises(SchemaError):
         Node.coerce(42)
+
+
+def test_lifting_rule_refuses_a_rowwise_op_over_mixed_list_and_scalar_inputs():
+    """rowwise=True is lifted over candidate lists only when every input is a ragged list; a mix
+    fails at bind time naming the operator and which inputs are lists."""
+    import pytest
+    from funnel import ColumnSchema, Ensemble, Schema
+    from funnel.errors import SchemaError
+    from funnel_testing import LinearScore
+
+    req = Schema([ColumnSchema("candidates", "int64", dims=(None,)), ColumnSchema("user_age", "float32")])
+    with pytest.raises(SchemaError, match=r"LinearScore is row-wise.*\['candidates'\] are ragged lists and \['user_age'\] are not"):
+        Ensemble(["candidates", "user_age"] >> LinearScore(), req)
+    lists = Schema([ColumnSchema("candidates", "int64", dims=(None,)), ColumnSchema("user_age", "float32", dims=(None,))])
+    ens = Ensemble(["candidates", "user_age"] >> LinearScore(), lists)
+    assert ens.graph.op_nodes[0].lifted and ens.output_schema["score"].is_list

@@ -86,3 +86,23 @@ def test_ragged_coerce_accepts_list_columns_and_names_the_rest():
     assert Ragged.coerce(np.array([[1, 2], [3, 4]])).to_lists() == [[1, 2], [3, 4]]
     with pytest.raises(SchemaError, match="ids must be a list column"):
         Ragged.coerce(np.array([1, 2]), "ids")
+
+
+def test_from_pandas_and_from_lists_cast_losslessly_or_say_which_column():
+    """A DataFrame column cast to the request schema's dtype never loses values silently."""
+    import pandas as pd
+    import pytest
+    from funnel import ColumnSchema, Schema, Table
+    from funnel.errors import SchemaError
+    from funnel.table import Ragged
+
+    schema = Schema([ColumnSchema("user_id", "int32"), ColumnSchema("age", "int64")])
+    ok = Table.from_pandas(pd.DataFrame({"user_id": [1, 2], "age": [30.0, 41.0]}), schema=schema)
+    assert ok["user_id"].dtype == "int32" and ok["age"].tolist() == [30, 41]
+    with pytest.raises(SchemaError, match="Table.from_pandas.*'age'"):
+        Table.from_pandas(pd.DataFrame({"user_id": [1, 2], "age": [30.5, 41.0]}), schema=schema)
+    with pytest.raises(SchemaError, match="Table.from_pandas.*'user_id'"):
+        Table.from_pandas(pd.DataFrame({"user_id": [1, 2**40], "age": [1, 2]}), schema=schema)
+    assert Ragged.from_lists([[1.0, 2.0], [3.0]], dtype="int64").values.tolist() == [1, 2, 3]
+    with pytest.raises(SchemaError, match="Ragged.from_lists"):
+        Ragged.from_lists([[1.5], [2.0]], dtype="int64")

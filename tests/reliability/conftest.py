@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from funnel.triton import TritonServer
 from funnel.triton.wire import REQUEST, encode_table, triton_dtype
+from funnel_testing import combined_repository
 
 from .graphs import lists_ensemble, multistage_ensemble
 
@@ -56,17 +56,11 @@ def graphs():
 
 @pytest.fixture(scope="session")
 def repository(graphs, tmp_path_factory):
-    base = tmp_path_factory.mktemp("reliability")
-    graphs[MULTISTAGE].export(base / "ms", name=MULTISTAGE, max_queue_delay_us=2000)
-    graphs[MULTISTAGE].export(base / "mse", name=MULTISTAGE_ENS, mode="ensemble")
-    graphs[LISTS].export(base / "li", name=LISTS, max_queue_delay_us=2000)
-    repo = base / "repo"
-    repo.mkdir()
-    for src in ("ms", "mse", "li"):
-        for model in (base / src).iterdir():
-            if model.is_dir() and not (repo / model.name).exists():
-                shutil.copytree(model, repo / model.name)
-    return repo
+    return combined_repository(tmp_path_factory.mktemp("reliability") / "repo", {
+        "ms": lambda d: graphs[MULTISTAGE].export(d, name=MULTISTAGE, max_queue_delay_us=2000),
+        "mse": lambda d: graphs[MULTISTAGE].export(d, name=MULTISTAGE_ENS, mode="ensemble"),
+        "li": lambda d: graphs[LISTS].export(d, name=LISTS, max_queue_delay_us=2000),
+    })
 
 
 @pytest.fixture(scope="session")

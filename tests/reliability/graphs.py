@@ -3,7 +3,7 @@
 ``multistage``: a retrieval → filter → score → order pipeline like the multistage demo:
 FAISS retrieval (funnel-faiss) over 2,000 items, FilterCandidates, UnrollFeatures, a
 row-wise scorer and TopK (funnel-sampling). ``lists``: core's demo graph with ragged list
-inputs (``funnel.triton.testing.demo_ensemble``).
+inputs (``funnel_testing.demo_ensemble``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
 from funnel.ops import FilterCandidates, UnrollFeatures
-from funnel.triton.testing import LinearScore, demo_ensemble, demo_request
+from funnel_testing import LinearScore, demo_ensemble, demo_request
 
 DIM = 16
 ITEMS = 2000

@@ -46,7 +46,7 @@ def _good(model: str, rows: int = 3, seed: int = 1):
 
 def table_schema(model: str):
     from .graphs import MULTISTAGE_REQUEST
-    from funnel.triton.testing import REQUEST_SCHEMA
+    from funnel_testing import REQUEST_SCHEMA
 
     return MULTISTAGE_REQUEST if GRAPH_OF[model] == MULTISTAGE else REQUEST_SCHEMA
 

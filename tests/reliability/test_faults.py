@@ -17,7 +17,7 @@ from funnel import ColumnSchema, Ensemble, Schema, Table
 from funnel.errors import RequestError
 from funnel.triton import TritonServer
 from funnel.triton.client import infer, make_client
-from funnel.triton.testing import RaiseOnValue
+from funnel_testing import RaiseOnValue
 from funnel.triton.wire import wire_form
 
 from .conftest import MULTISTAGE, infer_body, json_inputs, post, record

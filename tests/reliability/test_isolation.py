@@ -17,7 +17,7 @@ from funnel.errors import ServerError
 from funnel.hookspecs import hookimpl
 from funnel.ops import UnrollFeatures
 from funnel.triton import TritonServer
-from funnel.triton.testing import LinearScore, RaiseOnValue
+from funnel_testing import LinearScore, RaiseOnValue
 
 from .conftest import record
 from .graphs import multistage_ensemble, multistage_request

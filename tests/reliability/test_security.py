@@ -18,7 +18,7 @@ from funnel import ColumnSchema, Ensemble, Schema
 from funnel.errors import OperatorNotFound, ServerError
 from funnel.triton import TritonServer
 from funnel.triton.server import ADMIN_HEADER, allowed_environment
-from funnel.triton.testing import RaiseOnValue, demo_ensemble
+from funnel_testing import RaiseOnValue, demo_ensemble
 
 from .conftest import LISTS, infer_body, json_inputs, post, record
 from .graphs import lists_request
@@ -35,7 +35,7 @@ def _poisoned_export(tmp_path: Path, trust_code: bool, old_shim: bool = False) -
     version = repo / LISTS / "1"
     (version / f"{MARKER_MODULE}.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\n"
-        "from funnel.triton.testing import LinearScore as Evil\n"
+        "from funnel_testing import LinearScore as Evil\n"
     )
     graph_file = version / "funnel-graph.json"
     graph = json.loads(graph_file.read_text())
@@ -87,7 +87,7 @@ def test_module_operator_types_need_trust_code(tmp_path, monkeypatch):
     pkg = tmp_path / "site"
     pkg.mkdir()
     (pkg / "funnel_untrusted_ops.py").write_text(
-        "from funnel.triton.testing import LinearScore\n\nclass Scaled(LinearScore):\n    pass\n"
+        "from funnel_testing import LinearScore\n\nclass Scaled(LinearScore):\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(pkg))
     saved = demo_ensemble().save(tmp_path / "g")

@@ -12,7 +12,7 @@ from funnel.errors import (
     RequestError,
     SchemaError,
 )
-from funnel.graph import Dependency, Node
+from funnel.operator import Dependency, Node
 from funnel.hookspecs import hookimpl
 from funnel.operator import NativeTritonModel, Operator
 from funnel.schema import ColumnSchema, Schema, Tags

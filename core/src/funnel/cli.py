@@ -57,7 +57,8 @@ def graph_cmd(source: str, output: str | None) -> None:
     """
     import msgspec  # noqa: PLC0415
 
-    from funnel.render import find_graph_json, render_dot, to_dot  # noqa: PLC0415
+    from funnel.files import find_graph_json  # noqa: PLC0415
+    from funnel.render import render_dot, to_dot  # noqa: PLC0415
 
     graph_json = find_graph_json(source)
     data = msgspec.json.decode(graph_json.read_bytes())
@@ -187,17 +188,11 @@ def _add_plugin_commands() -> None:
     """Each plugin's register_commands runs on its own: one that raises is reported (here and
     in `funnel plugins`) as that plugin's error, and the other plugins' commands still load."""
     try:
-        impls = registry.get_plugin_manager().hook.register_commands.get_hookimpls()
+        failures = registry.call_each("register_commands", lambda name: {"cli": cli})
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
-        click.echo(f"warning: plugins could not be loaded: {type(exc).__name__}: {exc}", err=True)
-        return
-    for impl in impls:
-        try:
-            impl.function(cli=cli)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
-            message = f"plugin {impl.plugin_name!r} failed in register_commands: {type(exc).__name__}: {exc}"
-            registry.record_plugin_error(impl.plugin_name, message)
-            click.echo(f"warning: {message}", err=True)
+        failures = {"?": f"plugins could not be loaded: {type(exc).__name__}: {exc}"}
+    for message in failures.values():
+        click.echo(f"warning: {message}", err=True)
 
 
 def main() -> None:

@@ -5,26 +5,22 @@ from __future__ import annotations
 import gc
 import importlib.metadata
 import inspect
-import json
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from funnel.errors import ExportError, FunnelError
+from funnel.errors import ExportError
 from funnel.executor import LocalExecutor
+from funnel.files import FORMAT, GRAPH_FILE, artifact_dir_name, artifact_step, dumps_json, write_op_artifacts
 from funnel.graph import Graph, Node, check_graph_data
 from funnel.operator import Operator
 from funnel.registry import get_operator
 from funnel.schema import Schema
 from funnel.table import Table
 
-__all__ = ["Ensemble", "GRAPH_FILE", "FORMAT"]
-
-GRAPH_FILE = "funnel-graph.json"
-FORMAT = "funnel-graph/1"
+__all__ = ["Ensemble", "load_operator", "checked_config"]
 
 
 def _dist_of(op: Operator) -> tuple[str | None, str | None]:
@@ -41,27 +37,6 @@ def _dist_of(op: Operator) -> tuple[str | None, str | None]:
         return name, importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return name, None
-
-
-def artifact_dir_name(index: int, op: Operator) -> str:
-    """``<index>_<OperatorName>``: the per-operator directory name used in saves and exports."""
-    return f"{index}_{type(op).__name__}"
-
-
-def dumps_json(data: Any) -> bytes:
-    """Deterministic, human-readable JSON (sorted keys, 2-space indent, trailing newline)."""
-    raw = json.dumps(msgspec.to_builtins(data), sort_keys=True, indent=2, ensure_ascii=False)
-    return (raw + "\n").encode()
-
-
-def _artifact_step(step: Any, directory: Path, what: str) -> None:
-    """Run an operator's save/load of artifacts; unexpected errors become ExportError saying what."""
-    try:
-        step(directory)
-    except FunnelError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def load_operator(
@@ -82,7 +57,7 @@ def load_operator(
     config = checked_config(type_name, config, where, distribution=distribution, trust_code=trust_code)
     op = get_operator(type_name, distribution=distribution, trust_code=trust_code).from_config(config)
     directory = artifact_dir(op) if callable(artifact_dir) else artifact_dir
-    _artifact_step(op.load_artifacts, directory, f"{op.label}: loading artifacts from {directory}")
+    artifact_step(op.load_artifacts, directory, f"{op.label}: loading artifacts from {directory}")
     return op
 
 
@@ -212,11 +187,7 @@ class Ensemble:
         for bound in self.graph.op_nodes:
             op = bound.node.op
             assert op is not None
-            target = root / artifact_dir_name(bound.index, op)
-            target.mkdir(parents=True, exist_ok=True)
-            _artifact_step(op.save_artifacts, target, f"{op.label}: saving artifacts into {target}")
-            if not any(target.iterdir()):
-                target.rmdir()
+            write_op_artifacts(op, root / artifact_dir_name(bound.index, op))
         if root.exists() and not any(root.iterdir()):
             root.rmdir()
 

@@ -1,170 +1,19 @@
-"""Graph composition (``>>``, ``+``, ``-``, ``[cols]``) and schema propagation."""
+"""Binding a composed graph: schema propagation, the lifting rule, and the graph as plain data."""
 
 from __future__ import annotations
 
 import copy
-import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from funnel.errors import SchemaError
-from funnel.operator import Operator
+from funnel.errors import ExportError, SchemaError
+from funnel.operator import Dependency, Node, Operator, set_callable_adapter
 from funnel.schema import Schema
 from funnel.selector import ColumnSelector
 
-__all__ = ["Node", "Dependency", "Graph", "BoundNode", "check_graph_data"]
-
-_ids = itertools.count()
-
-#: at most one factory turning a plain function into an operator (``node >> function``)
-_CALLABLE_ADAPTER: list[Any] = []
-
-
-def set_callable_adapter(factory: Any) -> None:
-    """Let ``node >> function`` build ``factory(function)`` (an Operator).
-
-    funnel-workflow registers its ``LambdaOp`` here when imported, as NVTabular users write
-    ``col >> (lambda col: col + 1)``. Without an adapter, ``>>`` takes operators only.
-    """
-    _CALLABLE_ADAPTER[:] = [factory]
-
-
-class Dependency:
-    """A reference, held by an operator, to columns produced by another graph branch.
-
-    Built from a :class:`Node` (``ranking["output_1"]``), a ColumnSelector (columns of the
-    request), or plain column name(s) (columns already among the operator's upstream
-    columns). A node or selector adds its columns to the operator's input. ``columns`` is filled in when
-    the graph is bound (or immediately, when names are known).
-    """
-
-    __slots__ = ("node", "columns")
-
-    def __init__(self, source: Any) -> None:
-        self.node: Node | None = None
-        self.columns: list[str] | None = None
-        if isinstance(source, Dependency):
-            self.node, self.columns = source.node, source.columns
-        elif isinstance(source, Node):
-            self.node = source
-            if source.kind == "select":
-                self.columns = list(source.selector.names)
-        elif isinstance(source, ColumnSelector):
-            # a selector (like a selection node without parent) reads from the request
-            self.node = Node("select", selector=source)
-            self.columns = list(source.names) or None
-        elif isinstance(source, str):
-            self.columns = [source]
-        elif isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
-            self.columns = list(source)
-        elif source is None:
-            self.columns = []
-        else:
-            raise SchemaError(
-                f"a dependency must be a graph node, a ColumnSelector or column name(s); got {type(source).__name__}"
-            )
-
-    @property
-    def column(self) -> str:
-        """The single column name (for dependencies that name exactly one column)."""
-        if not self.columns or len(self.columns) != 1:
-            raise SchemaError(f"expected exactly one dependency column, got {self.columns}")
-        return self.columns[0]
-
-    def __repr__(self) -> str:
-        return f"Dependency({self.columns if self.columns is not None else self.node!r})"
-
-
-class Node:
-    """A step of the graph. Build nodes with ``>>``, ``+``, ``-`` and ``[cols]``.
-
-    kinds: ``select`` (columns of the parent, or of the request when it has no parent),
-    ``op`` (an operator applied to the parent), ``concat``, ``drop``.
-    """
-
-    __slots__ = ("id", "kind", "op", "parents", "selector")
-
-    def __init__(
-        self,
-        kind: str,
-        parents: Iterable[Node] = (),
-        op: Operator | None = None,
-        selector: ColumnSelector | None = None,
-    ) -> None:
-        self.id = next(_ids)
-        self.kind = kind
-        self.op = op
-        self.parents = list(parents)
-        self.selector = selector
-
-    # -- construction -------------------------------------------------------------------
-    @classmethod
-    def coerce(cls, value: Any) -> Node:
-        """Turn a node, selector, name or list of names into a node."""
-        if isinstance(value, Node):
-            return value
-        if isinstance(value, ColumnSelector):
-            return cls("select", selector=value)
-        if isinstance(value, str):
-            return cls("select", selector=ColumnSelector([value]))
-        if isinstance(value, (list, tuple)):
-            return cls("select", selector=ColumnSelector(list(value)))
-        raise SchemaError(
-            f"cannot use {type(value).__name__} in a graph; use a node, a ColumnSelector or a list of column names"
-        )
-
-    def __rshift__(self, op: Any) -> Node:
-        if isinstance(op, type) and issubclass(op, Operator):
-            raise SchemaError(f"'>> {op.__name__}' needs an instance: write '>> {op.__name__}(...)'")
-        if not isinstance(op, Operator) and callable(op) and _CALLABLE_ADAPTER:
-            op = _CALLABLE_ADAPTER[0](op)  # `node >> function` (funnel-workflow's LambdaOp)
-        if not isinstance(op, Operator):
-            hint = (
-                "; `node >> function` needs a plugin that turns functions into operators "
-                "(import funnel_workflow, whose LambdaOp does)"
-                if callable(op)
-                else ""
-            )
-            raise SchemaError(f"'>>' takes an Operator instance, got {type(op).__name__}{hint}")
-        deps = [d.node for d in op.dependencies().values() if d.node is not None]
-        return Node("op", [self, *deps], op=op)
-
-    def __rrshift__(self, other: Any) -> Node:
-        return Node.coerce(other) >> self  # type: ignore[operator]
-
-    def __add__(self, other: Any) -> Node:
-        return Node("concat", [self, Node.coerce(other)])
-
-    def __radd__(self, other: Any) -> Node:
-        return Node("concat", [Node.coerce(other), self])
-
-    def __sub__(self, other: Any) -> Node:
-        if isinstance(other, Node):
-            return Node("drop", [self, other])
-        names = [other] if isinstance(other, str) else list(other)
-        return Node("drop", [self], selector=ColumnSelector(names))
-
-    def __getitem__(self, cols: str | Iterable[str]) -> Node:
-        names = [cols] if isinstance(cols, str) else list(cols)
-        return Node("select", [self], selector=ColumnSelector(names))
-
-    @property
-    def label(self) -> str:
-        """A short description for errors and pictures."""
-        if self.kind == "op" and self.op is not None:
-            return self.op.label
-        if self.kind == "select" and self.selector is not None:
-            return f"select{list(self.selector.names)}"
-        return self.kind
-
-    @property
-    def upstream(self) -> Node | None:
-        """For op nodes, the node whose columns the operator transforms."""
-        return self.parents[0] if self.parents else None
-
-    def __repr__(self) -> str:
-        return f"<Node {self.id} {self.label}>"
-
+# Node, Dependency and set_callable_adapter live with the operator protocol (funnel.operator);
+# they stay importable from here, where plugins written against earlier versions look for them.
+__all__ = ["Graph", "BoundNode", "check_graph_data", "Node", "Dependency", "set_callable_adapter"]
 
 class BoundNode:
     """A node with its input and output schemas resolved against a request schema."""
@@ -196,8 +45,22 @@ def _bound_copy(node: Node) -> Node:
     return Node("op", node.parents, op=op)
 
 
-def _all_ragged(schema: Schema) -> bool:
-    return len(schema) > 0 and all(c.is_list and c.is_ragged for c in schema)
+def _lifted(op: Operator, schema: Schema) -> bool:
+    """The lifting rule (docs/architecture.md): an operator declaring ``rowwise = True`` is run
+    over candidate lists — on the flattened candidates, outputs regrouped per row — when every
+    input column is a ragged list; over scalar columns it runs as is. A mix is refused here,
+    at bind time, because neither reading is right."""
+    if not op.rowwise or len(schema) == 0:
+        return False
+    ragged = [c.name for c in schema if c.is_list and c.is_ragged]
+    if ragged and len(ragged) < len(schema):
+        others = [c.name for c in schema if c.name not in ragged]
+        raise SchemaError(
+            f"{op.label} is row-wise (rowwise=True): it runs over candidate lists only when every input column is "
+            f"a ragged list, but {ragged} are ragged lists and {others} are not. Flatten the lists first "
+            "(UnrollFeatures) or select only the list columns for it"
+        )
+    return bool(ragged)
 
 
 _NODE_KINDS = ("select", "op", "concat", "drop")
@@ -210,8 +73,6 @@ def check_graph_data(data: Any, source: str = "the graph description") -> None:
     ``index``/``kind``/``parents``, an unknown kind, a parent or dependency index that is not
     an earlier node, an op entry without ``type``/``config``, a missing ``output`` node.
     """
-    from funnel.errors import ExportError  # noqa: PLC0415
-
     def fail(what: str) -> ExportError:
         return ExportError(f"{source}: {what} (the file was hand-edited or is corrupt; export the graph again)")
 
@@ -373,7 +234,7 @@ class Graph:
                         f"{op.label}: dependency {name!r} names column(s) {missing} that are not among "
                         f"its upstream columns {in_schema.column_names}.{hint}"
                     )
-        lifted = bool(op.rowwise) and _all_ragged(in_schema)
+        lifted = _lifted(op, in_schema)
         try:
             if lifted:
                 element = Schema([c.element() for c in in_schema])

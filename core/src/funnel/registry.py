@@ -1,22 +1,20 @@
-"""The plugin registry: one pluggy PluginManager, operators looked up by type name.
+"""The plugin registry: one pluggy PluginManager; operators looked up by stable type name.
 
-Plugins are modules named by entry points in the ``funnel.plugins`` group. Loading is lazy
-(first lookup) and idempotent. ``FUNNEL_LOAD_PLUGINS`` restricts which entry points load:
-a comma-separated list of entry-point or distribution names; an empty value loads none.
-Core's built-in operators register through the same hook as every plugin.
+Plugins are modules named by entry points in the ``funnel.plugins`` group, loaded on first
+use; ``FUNNEL_LOAD_PLUGINS`` (comma-separated entry-point or distribution names, empty =
+none) restricts which. Core's built-ins (:mod:`funnel.ops.plugin`) are a plugin like any other.
+Hooks run through pluggy one plugin at a time: a plugin whose import or hook raises gets that
+as its error (``funnel plugins`` shows it); the others are unaffected.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
+import importlib.metadata as metadata
 import os
-import sys
 import threading
-import traceback
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -25,50 +23,18 @@ import pluggy
 from funnel import hookspecs
 from funnel.errors import OperatorNotFound, PluginNotInstalled
 from funnel.operator import Operator
-
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "KNOWN_DISTRIBUTIONS",
-    "PluginInfo",
-    "get_plugin_manager",
-    "get_operator",
-    "operators",
-    "plugins",
-    "record_plugin_error",
-    "register_plugin",
-    "unregister_plugin",
-    "trust_code_enabled",
-    "TRUST_CODE_ENV",
-]
-
-#: environment switch equal to ``trust_code=True`` (Ensemble.load, export, the served runtime)
-TRUST_CODE_ENV = "FUNNEL_TRUST_CODE"
-
-
-def trust_code_enabled(trust_code: bool | None = None) -> bool:
-    """``trust_code`` when given, else whether ``FUNNEL_TRUST_CODE`` is ``1``/``true``/``yes``."""
-    if trust_code is not None:
-        return bool(trust_code)
-    return os.environ.get(TRUST_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
+from funnel.trust import import_operator
 
 ENTRY_POINT_GROUP = "funnel.plugins"
-
-#: Operator namespaces of first-party plugins → the pip distribution that provides them.
-KNOWN_DISTRIBUTIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "sampling": "funnel-sampling",
-        "faiss": "funnel-faiss",
-        "feast": "funnel-feast",
-        "tf": "funnel-tensorflow",
-        "torch": "funnel-torch",
-        "workflow": "funnel-workflow",
-    }
-)
+#: install hints: type-name namespace of a first-party plugin → its pip distribution
+KNOWN_DISTRIBUTIONS: Mapping[str, str] = MappingProxyType({
+    "sampling": "funnel-sampling", "faiss": "funnel-faiss", "feast": "funnel-feast",
+    "tf": "funnel-tensorflow", "torch": "funnel-torch", "workflow": "funnel-workflow"})
 
 
 @dataclass
 class PluginInfo:
-    """What ``funnel plugins`` reports for one plugin."""
+    """What ``funnel plugins`` reports for one plugin (``to_dict`` leaves out a ``None`` error)."""
 
     name: str
     distribution: str | None = None
@@ -78,234 +44,157 @@ class PluginInfo:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        data: dict[str, Any] = {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "operators": self.operators,
-            "hooks": self.hooks,
-        }
-        if self.error:
-            data["error"] = self.error
-        return data
+        return {k: v for k, v in asdict(self).items() if k != "error" or v}
 
 
-class _Registry:
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.pm = pluggy.PluginManager("funnel")
-        self.pm.add_hookspecs(hookspecs)
-        self.loaded = False
-        self.infos: dict[str, PluginInfo] = {}
-        self.ops: dict[str, type[Operator]] = {}
-        self.op_owner: dict[str, str] = {}
-        self.ops_stale = True
-
-    # -- loading --------------------------------------------------------------------------
-    def ensure_loaded(self) -> None:
-        with self.lock:
-            if self.loaded:
-                return
-            self.loaded = True
-            from funnel.ops import plugin as builtin  # noqa: PLC0415 - avoid import cycle
-
-            self._register(builtin, "funnel", PluginInfo("funnel", "funnel", _version("funnel")))
-            self._load_entry_points()
-            self.pm.check_pending()
-            self.ops_stale = True
-
-    def _load_entry_points(self) -> None:
-        raw = os.environ.get("FUNNEL_LOAD_PLUGINS")
-        allowed = None if raw is None else {s.strip() for s in raw.split(",") if s.strip()}
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist is not None else None
-            version = ep.dist.version if ep.dist is not None else None
-            if allowed is not None and ep.name not in allowed and (dist not in allowed):
-                continue
-            if ep.name in self.infos:
-                continue
-            info = PluginInfo(ep.name, dist, version)
-            try:
-                module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the rest
-                info.error = f'Error importing plugin "{ep.name}": {type(exc).__name__}: {exc}'
-                info.error_traceback = traceback.format_exc()  # type: ignore[attr-defined]
-                self.infos[ep.name] = info
-                warnings.warn(info.error, RuntimeWarning, stacklevel=3)
-                continue
-            self._register(module, ep.name, info)
-
-    def _register(self, obj: Any, name: str, info: PluginInfo) -> None:
-        self.pm.register(obj, name=name)
-        info.hooks = sorted(
-            h.name for h in self.pm.get_hookcallers(obj) or []  # type: ignore[union-attr]
-        )
-        self.infos[name] = info
-        self.ops_stale = True
-
-    # -- operators ------------------------------------------------------------------------
-    def collect(self) -> None:
-        self.ensure_loaded()
-        with self.lock:
-            if not self.ops_stale:
-                return
-            ops: dict[str, type[Operator]] = {}
-            owner: dict[str, str] = {}
-            for info in self.infos.values():
-                info.operators = []
-            for impl in self.pm.hook.register_operators.get_hookimpls():
-                plugin_name = impl.plugin_name
-                staged: list[type[Operator]] = []
-                try:
-                    # a plugin's operators count only when its whole hook succeeds
-                    impl.function(register=staged.append)
-                    mine: dict[str, type[Operator]] = {}
-                    for cls in staged:
-                        if not (isinstance(cls, type) and issubclass(cls, Operator)):
-                            raise TypeError(f"plugin {plugin_name!r} registered {cls!r}, which is not an Operator subclass")
-                        name = cls.type_name
-                        taken = ops.get(name, mine.get(name))
-                        if taken is not None and taken is not cls:
-                            by = owner.get(name, plugin_name)
-                            raise ValueError(f"operator {name!r} registered twice: by {by!r} and {plugin_name!r}")
-                        mine[name] = cls
-                except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the rest
-                    info = self.infos.setdefault(plugin_name, PluginInfo(plugin_name))
-                    where = f" (distribution {info.distribution!r})" if info.distribution else ""
-                    info.error = f"plugin {plugin_name!r}{where} failed in register_operators: {type(exc).__name__}: {exc}"
-                    info.error_traceback = traceback.format_exc()  # type: ignore[attr-defined]
-                    warnings.warn(info.error, RuntimeWarning, stacklevel=4)
-                    continue
-                for name, cls in mine.items():
-                    ops[name] = cls
-                    owner[name] = plugin_name
-                    if plugin_name in self.infos:
-                        self.infos[plugin_name].operators.append(name)
-            self.ops, self.op_owner = ops, owner
-            self.ops_stale = False
-
-
-_REGISTRY = _Registry()
+_lock = threading.RLock()
+_state: dict[str, Any] = {"pm": None, "ops": None}  # ops: None until (re)collected
+_infos: dict[str, PluginInfo] = {}
 
 
 def _version(dist: str) -> str | None:
     try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return None
 
 
+def _fail(name: str, message: str) -> str:
+    info = _infos.setdefault(name, PluginInfo(name))
+    info.error = f"{info.error}; {message}" if info.error else message
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return message
+
+
+def _add(pm: pluggy.PluginManager, obj: Any, info: PluginInfo) -> None:
+    pm.register(obj, name=info.name)
+    try:
+        pm.check_pending()  # a misspelled hook name fails here
+    except pluggy.PluginValidationError:
+        pm.unregister(obj)
+        raise
+    info.hooks = sorted(h.name for h in pm.get_hookcallers(obj) or [])
+    _infos[info.name], _state["ops"] = info, None
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide PluginManager, with installed plugins loaded."""
-    _REGISTRY.ensure_loaded()
-    return _REGISTRY.pm
+    """The process-wide PluginManager, with core's built-ins and the installed plugins loaded."""
+    with _lock:
+        if _state["pm"] is None:
+            _state["pm"] = pm = pluggy.PluginManager("funnel")
+            pm.add_hookspecs(hookspecs)
+            from funnel.ops import plugin as builtin  # noqa: PLC0415 - the ops import what imports this
+
+            _add(pm, builtin, PluginInfo("funnel", "funnel", _version("funnel")))
+            raw = os.environ.get("FUNNEL_LOAD_PLUGINS")
+            allowed = None if raw is None else {s.strip() for s in raw.split(",")}
+            for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                info = PluginInfo(ep.name, *((ep.dist.name, ep.dist.version) if ep.dist else ()))
+                if ep.name in _infos or (allowed is not None and not {ep.name, info.distribution} & allowed):
+                    continue
+                try:
+                    _add(pm, ep.load(), info)
+                except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the rest
+                    _infos[ep.name] = info
+                    _fail(ep.name, f'Error importing plugin "{ep.name}": {type(exc).__name__}: {exc}')
+        return _state["pm"]
+
+
+def call_each(hook: str, kwargs_for: Callable[[str], dict[str, Any]]) -> dict[str, str]:
+    """Call ``hook`` of each plugin on its own, with ``kwargs_for(plugin name)``; returns the
+    failures (plugin name → message), each recorded as that plugin's error."""
+    pm, failures = get_plugin_manager(), {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        name = impl.plugin_name
+        try:
+            pm.subset_hook_caller(hook, [p for p in pm.get_plugins() if p is not impl.plugin])(**kwargs_for(name))
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the rest
+            dist = _infos.get(name, PluginInfo(name)).distribution
+            where = f" (distribution {dist!r})" if dist not in (None, name) else ""
+            failures[name] = _fail(name, f"plugin {name!r}{where} failed in {hook}: {type(exc).__name__}: {exc}")
+    return failures
+
+
+def _collector(classes: list[type[Operator]]) -> Callable[[Any], None]:
+    def register(cls: Any) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Operator)):
+            raise TypeError(f"{cls!r} is not an Operator subclass")
+        if any(c.type_name == cls.type_name and c is not cls for c in classes):
+            raise ValueError(f"operator {cls.type_name!r} registered twice by the same plugin")
+        classes.append(cls)
+    return register
 
 
 def operators() -> Mapping[str, type[Operator]]:
-    """Read-only mapping of type name → operator class, over every loaded plugin."""
-    _REGISTRY.collect()
-    return MappingProxyType(_REGISTRY.ops)
+    """Read-only type name → operator class, over every loaded plugin. A plugin's operators
+    count only when its whole ``register_operators`` succeeded."""
+    with _lock:
+        if _state["ops"] is None:
+            staged: dict[str, list[type[Operator]]] = {}
+            failed = call_each("register_operators", lambda name: {"register": _collector(staged.setdefault(name, []))})
+            ops: dict[str, type[Operator]] = {}
+            for name, classes in staged.items():
+                clash = next((c.type_name for c in classes if ops.get(c.type_name, c) is not c), None)
+                if clash:
+                    by = next(i.name for i in _infos.values() if clash in i.operators)
+                    _fail(name, f"plugin {name!r} failed in register_operators: operator {clash!r} registered "
+                                f"twice: by {by!r} and {name!r}")
+                elif name not in failed:
+                    ops.update((c.type_name, c) for c in classes)
+                    _infos.setdefault(name, PluginInfo(name)).operators = [c.type_name for c in classes]
+            _state["ops"] = ops
+        return MappingProxyType(_state["ops"])
 
 
 def plugins() -> list[PluginInfo]:
     """Every plugin seen (loaded or failed), core first."""
-    _REGISTRY.collect()
-    return list(_REGISTRY.infos.values())
+    operators()
+    return list(_infos.values())
 
 
 def get_operator(type_name: str, distribution: str | None = None, trust_code: bool | None = None) -> type[Operator]:
-    """The operator class registered as ``type_name``.
-
-    Raises PluginNotInstalled (with the pip distribution to install) for a known plugin's
-    operator, or OperatorNotFound listing what is installed. ``module:QualName`` names (user
-    operators that no plugin registers) resolve without importing anything when the module is
-    already imported or is part of ``funnel`` itself; importing any other module needs
-    ``trust_code=True`` (or ``FUNNEL_TRUST_CODE=1``): a graph file alone never runs code.
-    ``distribution`` is a hint recorded in exports for third-party operators.
-    """
+    """The operator class registered as ``type_name`` (``module:QualName``:
+    :func:`funnel.trust.import_operator`). Unknown: PluginNotInstalled naming the distribution
+    to install (``distribution`` is the hint an export recorded), else OperatorNotFound."""
     ops = operators()
     if type_name in ops:
         return ops[type_name]
     if ":" in type_name:
-        module_name, _, qualname = type_name.partition(":")
-        if module_name == "__main__" and "__main__" not in sys.modules:
-            raise OperatorNotFound(f"operator {type_name!r} was defined in a script's __main__ and cannot be imported")
-        own = module_name == "funnel" or module_name.startswith("funnel.")
-        if module_name not in sys.modules and not own and not trust_code_enabled(trust_code):
-            raise OperatorNotFound(
-                f"operator {type_name!r} is not registered by a plugin, and importing module {module_name!r} "
-                "to find it would run code named by the graph file. Refused: pass trust_code=True "
-                f"(Ensemble.load(..., trust_code=True) / export(..., trust_code=True)) or set {TRUST_CODE_ENV}=1 "
-                "if you trust this graph, or register the operator through a funnel plugin"
-            )
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise OperatorNotFound(
-                f"operator {type_name!r} is not registered by a plugin and could not be imported "
-                f"({type(exc).__name__}: {exc}); make module {module_name!r} importable in this "
-                "environment or register the operator through a funnel plugin"
-            ) from exc
-        if isinstance(obj, type) and issubclass(obj, Operator):
-            return obj
-        raise OperatorNotFound(f"{type_name!r} is not an Operator subclass")
+        return import_operator(type_name, trust_code)
     namespace = type_name.split(".", 1)[0]
     dist = distribution or KNOWN_DISTRIBUTIONS.get(namespace)
-    broken = [i for i in _REGISTRY.infos.values() if i.error and (i.name == namespace or (dist and i.distribution == dist))]
+    broken = [i.error for i in _infos.values() if i.error and (i.name == namespace or (dist and i.distribution == dist))]
     if dist is None and broken:
-        raise OperatorNotFound(
-            f"operator {type_name!r} is not available: {broken[0].error}. Fix or reinstall that plugin "
-            f"(or leave it out with FUNNEL_LOAD_PLUGINS)"
-        )
-    if dist is not None:
-        failed = broken
-        cause = f" (it is installed but failed to load: {failed[0].error})" if failed else ""
-        restrict = os.environ.get("FUNNEL_LOAD_PLUGINS")
-        if not failed and restrict is not None and _version(dist) is not None:
-            raise PluginNotInstalled(
-                f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is installed "
-                f"but not loaded: FUNNEL_LOAD_PLUGINS={restrict!r} leaves it out. Add {dist!r} to "
-                f"FUNNEL_LOAD_PLUGINS (or unset it); where it is not installed: pip install {dist}",
-                distribution=dist,
-            )
-        raise PluginNotInstalled(
-            f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is not "
-            f"loaded{cause}. Install it with: pip install {dist}",
-            distribution=dist,
-        )
-    installed = ", ".join(sorted(ops)) or "none"
-    raise OperatorNotFound(f"unknown operator {type_name!r}; installed operators: {installed}")
-
-
-def record_plugin_error(name: str, message: str) -> None:
-    """Record an error of plugin ``name`` (e.g. its register_commands hook raised); ``funnel
-    plugins`` reports it. Other plugins are unaffected."""
-    _REGISTRY.ensure_loaded()
-    with _REGISTRY.lock:
-        info = _REGISTRY.infos.setdefault(name, PluginInfo(name))
-        info.error = message if not info.error else f"{info.error}; {message}"
+        raise OperatorNotFound(f"operator {type_name!r} is not available: {broken[0]}. Fix or reinstall that "
+                               "plugin (or leave it out with FUNNEL_LOAD_PLUGINS)")
+    if dist is None:
+        raise OperatorNotFound(f"unknown operator {type_name!r}; installed operators: {', '.join(sorted(ops)) or 'none'}")
+    provided = f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is"
+    restrict = os.environ.get("FUNNEL_LOAD_PLUGINS")
+    if not broken and restrict is not None and _version(dist) is not None:
+        raise PluginNotInstalled(f"{provided} installed but not loaded: FUNNEL_LOAD_PLUGINS={restrict!r} leaves it "
+                                 f"out. Add {dist!r} to FUNNEL_LOAD_PLUGINS (or unset it); where it is not "
+                                 f"installed: pip install {dist}", distribution=dist)
+    cause = f" (it is installed but failed to load: {broken[0]})" if broken else ""
+    raise PluginNotInstalled(f"{provided} not loaded{cause}. Install it with: pip install {dist}", distribution=dist)
 
 
 def register_plugin(obj: Any, name: str) -> None:
     """Register a plugin object (module or instance with hookimpls) by name — for tests and apps."""
-    _REGISTRY.ensure_loaded()
-    with _REGISTRY.lock:
-        _REGISTRY._register(obj, name, PluginInfo(name))
-        _REGISTRY.pm.check_pending()
+    with _lock:
+        _add(get_plugin_manager(), obj, PluginInfo(name))
 
 
 def unregister_plugin(name: str) -> None:
     """Undo :func:`register_plugin`."""
-    with _REGISTRY.lock:
-        _REGISTRY.pm.unregister(name=name)
-        _REGISTRY.infos.pop(name, None)
-        _REGISTRY.ops_stale = True
+    with _lock:
+        get_plugin_manager().unregister(name=name)
+        _infos.pop(name, None)
+        _state["ops"] = None
 
 
 def reset() -> None:
     """Forget every loaded plugin (the next lookup loads them again). For tests."""
-    global _REGISTRY  # noqa: PLW0603
-    _REGISTRY = _Registry()
+    with _lock:
+        _state.update(pm=None, ops=None)
+        _infos.clear()

@@ -14,7 +14,7 @@ from typing import Any
 
 from funnel.errors import FunnelError
 
-__all__ = ["to_dot", "render_dot", "find_graph_json"]
+__all__ = ["to_dot", "render_dot"]
 
 _COLORS = {"op": "#dbeafe", "select": "#f3f4f6", "concat": "#fef3c7", "drop": "#fee2e2"}
 
@@ -95,20 +95,3 @@ def render_dot(dot: str, path: str | Path) -> Path:
     if proc.returncode != 0:
         raise FunnelError(f"graphviz failed to render {path}: {proc.stderr.decode(errors='replace').strip()}")
     return path
-
-
-def find_graph_json(path: str | Path) -> Path:
-    """Locate ``funnel-graph.json`` in a saved graph dir or an exported Triton repository."""
-    from funnel.ensemble import GRAPH_FILE  # noqa: PLC0415
-
-    path = Path(path)
-    if path.is_file():
-        return path
-    direct = path / GRAPH_FILE
-    if direct.is_file():
-        return direct
-    # a saved graph dir, a repository (<model>/<version>/) or a model dir (<version>/)
-    found = sorted(p for pattern in ("*/", "*/*/") for p in path.glob(pattern + GRAPH_FILE))
-    if not found:
-        raise FunnelError(f"no {GRAPH_FILE} under {path}: pass a saved graph or an exported repository")
-    return found[0]

@@ -53,10 +53,13 @@ class ColumnSelector:
         other = other if isinstance(other, ColumnSelector) else ColumnSelector(list(other))
         return ColumnSelector(self.names + other.names, self.tags + other.tags)
 
-    def __rshift__(self, op: Any) -> Any:
-        from funnel.graph import Node  # noqa: PLC0415
-
-        return Node.coerce(self) >> op
+    def __rshift__(self, other: Any) -> Any:
+        if hasattr(type(other), "__rrshift__"):  # an Operator or a Node composes the two
+            return NotImplemented
+        raise SchemaError(
+            f"'>>' takes an Operator instance, got {type(other).__name__}"
+            + ("; `selector >> function` needs funnel_workflow's ColumnSelector" if callable(other) else "")
+        )
 
     def __bool__(self) -> bool:
         return bool(self.names or self.tags)

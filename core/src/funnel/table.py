@@ -14,6 +14,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from funnel.casting import cast_lossless
 from funnel.errors import SchemaError
 from funnel.schema import ColumnSchema, Schema, normalize_dtype
 
@@ -130,8 +131,10 @@ class Ragged:
         nonempty = [r for r in rows if len(r)]
         if nonempty:
             values = np.concatenate(nonempty)
-            if np_dtype is not None:
-                values = values.astype(np_dtype, copy=False)
+            if np_dtype is object:
+                values = values.astype(object, copy=False)
+            elif np_dtype is not None:  # lossless: 1.5 never becomes the id 1
+                values = cast_lossless(values, np_dtype, column="the list values", where="Ragged.from_lists")
         else:
             values = np.zeros((0,), dtype=np_dtype or np.float64)
         return cls(values, offsets, validate=False)
@@ -500,8 +503,8 @@ class Table(Mapping[str, Any]):
                 out[str(name)] = series.to_numpy(dtype=object)
             else:
                 arr = series.to_numpy()
-                if col_schema is not None and not col_schema.is_list:
-                    arr = arr.astype(col_schema.numpy_dtype, copy=False)
+                if col_schema is not None and not col_schema.is_list:  # lossless, range-checked
+                    arr = cast_lossless(arr, col_schema.numpy_dtype, column=str(name), where="Table.from_pandas")
                 out[str(name)] = arr
         return cls(out, num_rows=len(df))
 

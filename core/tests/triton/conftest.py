@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from funnel.triton import TritonServer
-from funnel.triton.testing import demo_ensemble
+from funnel_testing import combined_repository, demo_ensemble
 
 #: model names in the combined repository
 EXECUTOR = "funnel"
@@ -23,16 +21,10 @@ def ensemble():
 def repository(ensemble, tmp_path_factory):
     """Both modes in one repository: the executor model ``funnel`` (dynamic batching with a
     queue delay, so concurrent requests share execute() calls) and the ensemble ``funnel_ens``."""
-    base = tmp_path_factory.mktemp("repos")
-    ensemble.export(base / "exec", name=EXECUTOR, max_queue_delay_us=20000)
-    ensemble.export(base / "ens", mode="ensemble", name=ENSEMBLE)
-    repo = base / "repo"
-    repo.mkdir()
-    for src in (base / "exec", base / "ens"):
-        for model in src.iterdir():
-            if model.is_dir():
-                shutil.copytree(model, repo / model.name)
-    return repo
+    return combined_repository(tmp_path_factory.mktemp("repos") / "repo", {
+        "exec": lambda d: ensemble.export(d, name=EXECUTOR, max_queue_delay_us=20000),
+        "ens": lambda d: ensemble.export(d, mode="ensemble", name=ENSEMBLE),
+    })
 
 
 @pytest.fixture(scope="module")

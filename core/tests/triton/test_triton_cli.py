@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from funnel.cli import cli
 from funnel.triton.server import _free_port
-from funnel.triton.testing import demo_request
+from funnel_testing import demo_request
 
 
 @pytest.fixture(scope="module")

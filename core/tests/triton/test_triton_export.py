@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from funnel.errors import ExportError
-from funnel.triton.export import MANIFEST_FILE
+from funnel.files import MANIFEST_FILE
 from funnel.triton.runtime import self_check
 
 
@@ -29,7 +29,8 @@ def test_export_is_deterministic_and_pickle_free(ensemble, tmp_path, mode):
     manifest = json.loads(a[MANIFEST_FILE])
     assert manifest["mode"] == mode and manifest["entry_model"] == "funnel"
     assert "funnel.UnrollFeatures" in manifest["operators"]
-    assert {p["distribution"] for p in manifest["plugins"]} == {"funnel"}
+    # the demo graph uses core ops and the test operators (the funnel-testing plugin)
+    assert {p["distribution"] for p in manifest["plugins"]} == {"funnel", "funnel-testing"}
     shims = [data.decode() for name, data in a.items() if name.endswith("model.py")]
     assert shims and all("from funnel.triton.runtime import" in s and len(s.splitlines()) < 5 for s in shims)
 

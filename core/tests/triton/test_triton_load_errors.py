@@ -8,7 +8,7 @@ from funnel import ColumnSchema, Ensemble, Node, Schema
 from funnel.errors import ServerError
 from funnel.triton import TritonServer
 from funnel.triton.runtime import NUMPY2
-from funnel.triton.testing import LinearScore
+from funnel_testing import LinearScore
 
 
 class PluginScore(LinearScore):

@@ -8,7 +8,7 @@ from pathlib import Path
 from funnel import NativeTritonModel, Node
 from funnel.ensemble import Ensemble
 from funnel.ops import FilterCandidates, UnrollFeatures
-from funnel.triton.testing import REQUEST_SCHEMA, LinearScore, TopByScore
+from funnel_testing import REQUEST_SCHEMA, LinearScore, TopByScore
 
 
 class NativeScore(LinearScore):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,7 +10,7 @@ import tritonclient.http as httpclient
 
 from funnel.errors import RequestError
 from funnel.table import Ragged, Table
-from funnel.triton.testing import demo_request
+from funnel_testing import demo_request, infer_concurrently, request_counts
 
 from .conftest import ENSEMBLE, EXECUTOR
 
@@ -42,37 +41,14 @@ def test_dataframe_round_trip(server, ensemble):
 def test_concurrent_equals_sequential(server, model):
     requests = [demo_request(1 + i % 5, seed=100 + i) for i in range(24)]
     sequential = [server.infer(r, model=model) for r in requests]
-    before = _stats(server, model)
-    from funnel.triton.client import infer
-
-    # one client per thread: tritonclient's HTTP client runs on gevent and is not thread-safe
-    # ("Cannot switch to a different thread" when threads share one)
-    local = threading.local()
-    clients = []
-
-    def call(r):
-        if not hasattr(local, "client"):
-            local.client = httpclient.InferenceServerClient(server.http_url)
-            clients.append(local.client)
-        return infer(local.client, r, model=model)
-
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            concurrent = list(pool.map(call, requests))
-    finally:
-        for c in clients:
-            c.close()
+    before = request_counts(server, model)
+    concurrent = infer_concurrently(server.http_url, requests, model)
     assert concurrent == sequential
     if model == EXECUTOR:
-        after = _stats(server, model)
+        after = request_counts(server, model)
         # dynamic batching merged requests: fewer execute() calls than requests
         assert after[0] - before[0] == 24
         assert after[1] - before[1] < 24
-
-
-def _stats(server, model):
-    stats = server.client("http").get_inference_statistics(model)["model_stats"][0]
-    return stats["inference_count"], stats["execution_count"]
 
 
 def _raw(server, model, arrays):

@@ -18,7 +18,7 @@ from funnel.errors import RequestError
 from funnel.ops import FilterCandidates
 from funnel.triton import TritonServer
 from funnel.triton.client import cast_to_model, infer
-from funnel.triton.testing import UserCandidates, rows_ensemble
+from funnel_testing import UserCandidates, rows_ensemble
 
 DOCS = Path(__file__).parents[3] / "docs" / "serving.md"
 LIST_MODEL = "lists"
@@ -128,7 +128,7 @@ def test_graph_checked_against_config_pbtxt_at_load(tmp_path):
     import json
 
     from funnel.errors import ServerError
-    from funnel.triton.testing import demo_ensemble
+    from funnel_testing import demo_ensemble
 
     repo = demo_ensemble(k=3).export(tmp_path / "repo", name="funnel")
     graph_file = repo / "funnel" / "1" / "funnel-graph.json"

@@ -10,7 +10,7 @@ import pytest
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
 from funnel.triton import TritonServer
-from funnel.triton.testing import LinearScore
+from funnel_testing import LinearScore
 from funnel_sampling import SoftmaxSampling, TopK
 
 REQUEST = Schema(

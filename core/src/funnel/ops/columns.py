@@ -27,12 +27,11 @@ class Cast(Operator):
     Every value is checked at run time (``funnel.casting``): an int64 id that does not fit
     int32, or a float that is not a whole number, raises a SchemaError naming the column —
     nothing is wrapped or truncated. Allowed at build time: integer ↔ integer, bool → number,
-    integer → float, float → float. List columns are cast element-wise. Columns not named
-    pass through unchanged. Row-wise, so it also runs on candidate-aligned columns.
+    integer → float, float → float. List columns (candidate-aligned ones included) are cast
+    element-wise, next to scalar columns. Columns not named pass through unchanged.
     """
 
     type_name = "funnel.Cast"
-    rowwise = True
 
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         """What ``to_config`` writes; checked strictly when an export is loaded."""

@@ -9,7 +9,7 @@ import msgspec
 import numpy as np
 
 from funnel.errors import SchemaError
-from funnel.graph import Dependency
+from funnel.operator import Dependency
 from funnel.operator import Operator
 from funnel.schema import Schema
 from funnel.table import Ragged, Table, like, schema_of, to_numpy

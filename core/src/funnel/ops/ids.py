@@ -18,7 +18,7 @@ import numpy as np
 
 from funnel.casting import cast_lossless
 from funnel.errors import SchemaError
-from funnel.graph import Dependency
+from funnel.operator import Dependency
 from funnel.operator import Operator
 from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table, like, to_numpy

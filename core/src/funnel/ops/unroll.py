@@ -10,7 +10,7 @@ import numpy as np
 from funnel.errors import SchemaError
 import msgspec
 
-from funnel.graph import Dependency
+from funnel.operator import Dependency
 from funnel.operator import Operator
 from funnel.schema import Schema
 from funnel.table import Ragged, Table, like, to_numpy

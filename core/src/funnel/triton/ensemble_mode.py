@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from funnel.ensemble import GRAPH_FILE, dumps_json
 from funnel.errors import ExportError
+from funnel.files import GRAPH_FILE, OP_FILE, OP_SHIM, artifact_dir_name, dumps_json, op_document, write_op_artifacts
 from funnel.schema import Schema
 from funnel.triton import config as cfg
 from funnel.triton.wire import OUTPUT_PREFIX, TensorSpec, column_specs, tensor_specs
@@ -48,7 +48,6 @@ def write_ensemble_models(
     parameters: dict[str, str] | None = None,
 ) -> list[str]:
     """Write every operator's model and the ensemble model under ``root``; returns model names."""
-    from funnel.triton.export import OP_FILE, OP_SHIM, op_document, op_model_name  # noqa: PLC0415
 
     graph = ensemble.graph
     request = _request_wiring(graph.request_schema)
@@ -72,20 +71,16 @@ def write_ensemble_models(
         op = node.op
         assert op is not None
         inputs = _restrict(merged, bound.input_schema.column_names, op.label)
-        model = op_model_name(bound.index, op)
+        model = artifact_dir_name(bound.index, op)
         models.append(model)
         model_dir = root / model
         version_dir = model_dir / str(version)
         version_dir.mkdir(parents=True)
         native = op.native_triton_model() if native_backends else None
         if native is not None:
-            step, produced = _write_native(op, native, bound, model, model_dir, version_dir, inputs, max_batch_size)
+            step, produced = _write_native(op, native, bound, model, model_dir, version_dir, inputs)
         else:
-            art = version_dir / "artifacts"
-            art.mkdir()
-            op.save_artifacts(art)
-            if not any(art.iterdir()):
-                art.rmdir()
+            write_op_artifacts(op, version_dir / "artifacts")
             (version_dir / OP_FILE).write_bytes(dumps_json(op_document(graph_dict, bound.index)))
             (version_dir / "model.py").write_text(OP_SHIM)
             in_specs = tensor_specs(bound.input_schema)
@@ -188,7 +183,7 @@ def _ensemble_config(
 
 def _write_native(
     op: Any, native: NativeTritonModel, bound: BoundNode, model: str, model_dir: Path, version_dir: Path,
-    inputs: Wiring, max_batch_size: int,
+    inputs: Wiring,
 ) -> tuple[dict[str, Any], Wiring]:
     """A native-backend model (e.g. tensorflow_savedmodel): the operator writes its artifact;
     the config declares the backend's tensor names. Tensors keep funnel's leading request
@@ -230,5 +225,4 @@ def _write_native(
         "input_map": input_map,
         "output_map": {s.name: f"{model}/{s.name}" for s in out_specs},
     }
-    del max_batch_size
     return step, produced

@@ -21,14 +21,13 @@ import numpy as np
 
 from funnel.errors import FunnelError, OperatorError, RequestError, SchemaError
 from funnel.executor import apply_operator, validate_request
+from funnel.files import DEFAULT_MAX_REQUEST_ROWS, OP_FILE
 from funnel.schema import Schema
 from funnel.table import Table, array_module
 from funnel.triton.wire import REQUEST, VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
 
-__all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2", "client_fault", "DEFAULT_MAX_REQUEST_ROWS"]
+__all__ = ["ExecutorModel", "OperatorModel", "self_check", "NUMPY2", "client_fault"]
 
-#: rows one request may hold unless the export sets ``max_request_rows`` (docs/reliability.md)
-DEFAULT_MAX_REQUEST_ROWS = 4096
 #: a run over at least this many rows hands freed heap memory back to the OS afterwards
 _TRIM_ROWS = 1024
 
@@ -399,7 +398,6 @@ class OperatorModel(_FunnelModel):
 
     def _load(self, version_dir: Path) -> None:
         from funnel.ensemble import load_operator  # noqa: PLC0415
-        from funnel.triton.export import OP_FILE  # noqa: PLC0415
 
         doc = json.loads((version_dir / OP_FILE).read_text())
         type_name = doc["op"]["type"]

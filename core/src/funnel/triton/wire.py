@@ -208,24 +208,11 @@ def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "reque
     tensor, a wrong leading dimension, ragged offsets that do not match their values, or
     columns with different row counts.
     """
-    if form == ROWS:
-        return _decode_rows(tensors, schema, where)
+    read = _read_rows if form == ROWS else _read_request
     columns: dict[str, Any] = {}
     rows: int | None = None
     for col in schema:
-        if col.is_list and col.is_ragged:
-            values = _strip(tensors, col.name + VALUES, where)
-            offsets = _strip(tensors, col.name + OFFSETS, where)
-            try:
-                value: Any = Ragged(values, offsets)  # validates the offsets against the values
-            except SchemaError as exc:
-                raise RequestError(f"{where}: column {col.name!r} ({col.name + OFFSETS}): {exc}") from None
-            n = value.num_rows
-        else:
-            value = _strip(tensors, col.name, where)
-            if value.ndim == 0:
-                raise RequestError(f"{where}: column {col.name!r} needs a row dimension")
-            n = int(value.shape[0])
+        value, n = read(tensors, col, where)
         if rows is None:
             rows = n
         elif n != rows:
@@ -237,37 +224,42 @@ def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "reque
     return Table(columns, num_rows=rows or 0)
 
 
-def _decode_rows(tensors: Mapping[str, Any], schema: Schema, where: str) -> Table:
-    columns: dict[str, Any] = {}
-    rows: int | None = None
-    for col in schema:
-        if col.is_list or tuple(col.dims) != ():
-            raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries scalars only")
-        if col.name not in tensors:
-            raise RequestError(f"{where}: tensor {col.name!r} is missing; sent: {sorted(tensors)}")
-        arr = tensors[col.name]
-        shape = list(arr.shape)
-        if arr.ndim == 2 and shape[1] == 1:
-            value = arr[:, 0]  # [B, 1]: the rows are Triton's batch dimension
-        elif arr.ndim == 2 and shape[0] == 1:
-            value = arr[0]  # [1, B]: the request form
-        elif arr.ndim == 1:
-            value = arr
-        else:
-            raise RequestError(
-                f"{where}: tensor {col.name!r} has shape {shape}; send one value per row as [rows, 1] "
-                "(rows in Triton's batch dimension)"
-            )
-        n = int(value.shape[0])
-        if rows is None:
-            rows = n
-        elif n != rows:
-            raise RequestError(
-                f"{where}: column {col.name!r} has {n} rows but {schema.column_names[0]!r} has {rows}; "
-                "every column needs one entry per request row"
-            )
-        columns[col.name] = value
-    return Table(columns, num_rows=rows or 0)
+def _read_request(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> tuple[Any, int]:
+    """One column of the request form (leading dimension 1) and its row count."""
+    if col.is_list and col.is_ragged:
+        values = _strip(tensors, col.name + VALUES, where)
+        offsets = _strip(tensors, col.name + OFFSETS, where)
+        try:
+            value = Ragged(values, offsets)  # validates the offsets against the values
+        except SchemaError as exc:
+            raise RequestError(f"{where}: column {col.name!r} ({col.name + OFFSETS}): {exc}") from None
+        return value, value.num_rows
+    value = _strip(tensors, col.name, where)
+    if value.ndim == 0:
+        raise RequestError(f"{where}: column {col.name!r} needs a row dimension")
+    return value, int(value.shape[0])
+
+
+def _read_rows(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> tuple[Any, int]:
+    """One scalar column of the rows form ([B, 1]; [1, B] and [B] accepted) and its row count."""
+    if col.is_list or tuple(col.dims) != ():
+        raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries scalars only")
+    if col.name not in tensors:
+        raise RequestError(f"{where}: tensor {col.name!r} is missing; sent: {sorted(tensors)}")
+    arr = tensors[col.name]
+    shape = list(arr.shape)
+    if arr.ndim == 2 and shape[1] == 1:
+        value = arr[:, 0]  # [B, 1]: the rows are Triton's batch dimension
+    elif arr.ndim == 2 and shape[0] == 1:
+        value = arr[0]  # [1, B]: the request form
+    elif arr.ndim == 1:
+        value = arr
+    else:
+        raise RequestError(
+            f"{where}: tensor {col.name!r} has shape {shape}; send one value per row as [rows, 1] "
+            "(rows in Triton's batch dimension)"
+        )
+    return value, int(value.shape[0])
 
 
 def _strip(tensors: Mapping[str, Any], name: str, where: str) -> Any:

@@ -28,7 +28,8 @@ __version__ = "0.1.0"
 
 
 class ColumnSelector(_CoreSelector):
-    """funnel's ColumnSelector; ``selector + node`` also concatenates (NVTabular allowed it)."""
+    """funnel's ColumnSelector; ``selector + node`` concatenates and ``selector >> function``
+    applies a LambdaOp (NVTabular allowed both)."""
 
     __slots__ = ()
 
@@ -41,6 +42,9 @@ class ColumnSelector(_CoreSelector):
         if isinstance(other, Node):
             return other + Node.coerce(_CoreSelector(list(self.names), list(self.tags)))
         return _CoreSelector(list(other)) + self
+
+    def __rshift__(self, other: Any) -> Any:  # `selector >> function` builds a LambdaOp
+        return Node.coerce(_CoreSelector(list(self.names), list(self.tags))) >> other
 
 
 funnel.graph.set_callable_adapter(ops.LambdaOp)

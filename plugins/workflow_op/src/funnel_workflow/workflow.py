@@ -469,7 +469,7 @@ class Workflow:
         graph = self.serving_graph()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        from funnel.ensemble import dumps_json  # noqa: PLC0415
+        from funnel.files import dumps_json  # noqa: PLC0415
 
         ops_info: dict[str, Any] = {}
         configs: dict[int, dict[str, Any]] = {}

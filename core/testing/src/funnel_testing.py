@@ -1,29 +1,38 @@
-"""Small operators and a demo graph for testing exports (importable inside a served model).
+"""Test operators and demo graphs for funnel's test suites (distribution ``funnel-testing``).
 
-Operators a served model uses must be importable in the server's Python environment; these
-live in the installed ``funnel`` package so tests and examples can serve them anywhere.
+Operators a served model uses must be importable in the server's Python environment: this
+module is installed next to funnel in the test environments (not shipped in funnel's wheel)
+and registers its operators as the plugin ``testing`` (type names ``testing.<Name>``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from funnel.ensemble import Ensemble
-from funnel.graph import Node
+from funnel.hookspecs import hookimpl
+from funnel.operator import Node
 from funnel.operator import Operator
 from funnel.ops.filter import FilterCandidates
 from funnel.ops.unroll import UnrollFeatures
 from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table
 
-__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_ensemble", "demo_request", "rows_ensemble"]
+__all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_ensemble", "demo_request", "rows_ensemble",
+           "combined_repository", "infer_concurrently", "request_counts"]
 
 
 class LinearScore(Operator):
     """Row-wise test scorer: ``score = weight * item + user_age`` (float32)."""
+
+    type_name = "testing.LinearScore"
 
     rowwise = True
 
@@ -48,6 +57,8 @@ class LinearScore(Operator):
 class TopByScore(Operator):
     """Ordering test op: the ``k`` best-scored candidates per row as a dense (B, k) int64 array
     (padded with -1) plus their scores."""
+
+    type_name = "testing.TopByScore"
 
     def __init__(self, k: int = 3) -> None:
         self.k = int(k)
@@ -85,6 +96,8 @@ class RaiseOnValue(Operator):
     when it holds ``client_value`` and RuntimeError (a server fault) when it holds
     ``server_value``. Each call appends its row count to ``calls_file`` (when set), so a test
     can count how often requests ran."""
+
+    type_name = "testing.RaiseOnValue"
 
     def __init__(self, column: str = "user_id", client_value: int = -666, server_value: int = -777,
                  calls_file: str = "") -> None:
@@ -155,6 +168,8 @@ class UserCandidates(Operator):
     ``u*10 .. u*10 + u % k`` (a list column of varying length, possibly empty for ``u < 0``),
     their scores ``candidate / 10`` (float32), and ``best`` (its first candidate, or -1)."""
 
+    type_name = "testing.UserCandidates"
+
     def __init__(self, k: int = 3) -> None:
         self.k = int(k)
 
@@ -183,3 +198,53 @@ class UserCandidates(Operator):
 def rows_ensemble(k: int = 3) -> Ensemble:
     """A graph whose request is scalars only (``user_id``): exported in the rows wire form."""
     return Ensemble(["user_id"] >> UserCandidates(k), Schema([ColumnSchema("user_id", "int64")]))
+
+
+# -- serving helpers the test suites share ------------------------------------------------
+def combined_repository(target: Path, exports: Mapping[str, Callable[[Path], Path]]) -> Path:
+    """One model repository holding several exports: ``exports`` maps a scratch directory name
+    to a function exporting into that directory (e.g. ``lambda d: ens.export(d, name="m")``);
+    their model directories are copied into ``target`` (first one wins on a name clash)."""
+    target.mkdir(parents=True)
+    for scratch, export in exports.items():
+        for model in Path(export(target.parent / scratch)).iterdir():
+            if model.is_dir() and not (target / model.name).exists():
+                shutil.copytree(model, target / model.name)
+    return target
+
+
+def infer_concurrently(http_url: str, tables: Sequence[Table], model: str, threads: int = 8) -> list[Table]:
+    """Send ``tables`` to ``model`` from ``threads`` threads, one HTTP client per thread
+    (tritonclient's HTTP client runs on gevent and is not thread-safe); answers in order."""
+    import tritonclient.http as httpclient  # noqa: PLC0415 - only the serving tests need it
+
+    from funnel.triton.client import infer  # noqa: PLC0415
+
+    local = threading.local()
+    clients: list[Any] = []
+
+    def call(table: Table) -> Table:
+        if not hasattr(local, "client"):
+            local.client = httpclient.InferenceServerClient(http_url)
+            clients.append(local.client)
+        return infer(local.client, table, model=model)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(call, tables))
+    finally:
+        for client in clients:
+            client.close()
+
+
+def request_counts(server: Any, model: str) -> tuple[int, int]:
+    """(requests answered successfully, execute() calls) of ``model``, from Triton's statistics."""
+    stats = server.client("http").get_inference_statistics(model)["model_stats"][0]
+    return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
+
+
+@hookimpl
+def register_operators(register: Any) -> None:
+    """The test operators, as the plugin ``testing``."""
+    for op in (LinearScore, TopByScore, RaiseOnValue, UserCandidates):
+        register(op)
