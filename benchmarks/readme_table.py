@@ -112,13 +112,16 @@ def table() -> str:
                          f"[{z['hit_rate']:.0%} hits, p50 {z['p50_vs_direct']:.2f}× a direct Feast call]"
                          "(benchmarks/results/feast_overhead.md)", dash))
     rows += _gpu_rows(dash)
+    notes = ms_path.with_suffix(".notes.md")
     lines = [
         f"Measured by `benchmarks/multistage.py{' --quick' if meta.get('quick') else ''}` "
         f"{'--peers ' + ','.join(meta['peers']) + ' ' if meta.get('peers') else ''}on "
         f"{meta.get('cpus')} CPUs ({meta.get('date', '')[:10]}, load average {meta.get('load_avg_before')} → "
         f"{meta.get('load_avg_after')}, {meta.get('repeats', 1)} repeat(s) per cell: median of medians"
         f"{', **quick run**' if meta.get('quick') else ''}). Funnel and Merlin run in the same invocation on the same "
-        "data, models, FAISS index and requests; the machine is shared, so compare ratios within the run.",
+        "data, models, FAISS index and requests; the machine is shared, so compare ratios within the run."
+        + (f" Conditions of this run (load during it, what each figure means): [{notes.name}](benchmarks/results/{notes.name})."
+           if notes.is_file() else ""),
         "",
         "| | funnel | Merlin Systems 23.08, same pipeline, same run |",
         "|---|---|---|",
