@@ -49,7 +49,7 @@ mkdir -p "$WORK/triton"
 import sys, zipfile, pathlib
 src, dst, pyver = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 wheel = next(src.glob("nvidia_pytriton-*.whl"))
-keep = ("pytriton/tritonserver/bin/", "pytriton/tritonserver/backends/python/", "pytriton/tritonserver/caches/",
+keep = ("pytriton/__init__.py", "pytriton/tritonserver/bin/", "pytriton/tritonserver/backends/python/", "pytriton/tritonserver/caches/",
         f"pytriton/tritonserver/python_backend_stubs/{pyver}/", "nvidia_pytriton.libs/")
 with zipfile.ZipFile(wheel) as z:
     for name in z.namelist():
