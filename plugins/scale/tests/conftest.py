@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 import pytest
-from funnel.triton.testing import demo_ensemble
+from funnel_testing import demo_ensemble
 
 SCALE_COMMANDS = ("score", "repo", "deploy")
 CREDENTIALS = {

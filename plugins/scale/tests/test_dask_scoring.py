@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from funnel import Ensemble
 from funnel.errors import FunnelError
 from funnel.table import Ragged
-from funnel.triton.testing import demo_ensemble, demo_request
+from funnel_testing import demo_ensemble, demo_request
 
 from funnel_scale.dask import DaskExecutor, GraphSpec, PartitionError, arrow_schema
 

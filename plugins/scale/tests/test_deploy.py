@@ -4,6 +4,7 @@ core's demo graph, validated against the kserve package's model classes in a fre
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from funnel.triton.testing import demo_ensemble
+from funnel_testing import demo_ensemble
 
 from funnel_scale.deploy import DeployError, kserve_manifest, read_repository, validate_manifest
 
@@ -57,7 +58,9 @@ def test_cli_writes_a_valid_inference_service(funnel_cli, cpu_repo: Path, tmp_pa
     assert model["startupProbe"]["failureThreshold"] * model["startupProbe"]["periodSeconds"] >= 300
     assert "--strict-readiness=true" in model["args"]
     assert back["metadata"]["annotations"]["funnel/instances-per-replica"] == "3 x cpu"
-    assert back["metadata"]["annotations"]["funnel/plugins"] == "funnel==0.1.0"
+    # the distributions whose operators the graph uses (core's, and funnel-testing's test operators)
+    want = ",".join(f"{d}=={importlib.metadata.version(d)}" for d in ("funnel", "funnel-testing"))
+    assert back["metadata"]["annotations"]["funnel/plugins"] == want
     stdout = CliRunner().invoke(funnel_cli, ["deploy", "kserve", str(cpu_repo), "--storage-uri", "s3://b/m",
                                              "--image", IMAGE])
     assert stdout.exit_code == 0 and "kind: InferenceService" in stdout.output, stdout.output

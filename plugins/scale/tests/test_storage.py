@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from funnel.triton.testing import demo_ensemble
+from funnel_testing import demo_ensemble
 
 from funnel_scale.storage import StorageError, check_repository, parse_s3_url, push_repository
 

@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from funnel.errors import FunnelError
+from funnel.files import GRAPH_FILE
 
 __all__ = ["DaskExecutor", "GraphSpec", "PartitionError", "ScoreResult", "to_arrow", "arrow_schema"]
 
-GRAPH_FILE = "funnel-graph.json"
 
 
 class PartitionError(FunnelError):
