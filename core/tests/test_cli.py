@@ -63,3 +63,10 @@ def test_infer_with_an_unreadable_rows_file_says_what_is_expected(tmp_path):
     bad.write_text("not json at all")
     proc = run("infer", str(bad), "--url", "127.0.0.1:1")
     assert proc.returncode == 1 and "cannot read request rows" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_plugin_command_without_its_plugin_names_the_distribution():
+    proc = run("score", "graph", "src", "out", FUNNEL_LOAD_PLUGINS="")
+    assert proc.returncode == 2
+    assert "'funnel score' is a command of the plugin funnel-scale" in proc.stderr and "pip install funnel-scale" in proc.stderr
+    assert "No such command 'nope'" in run("nope", FUNNEL_LOAD_PLUGINS="").stderr  # unknown commands stay click's

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,8 +13,22 @@ from funnel import registry
 from funnel.errors import FunnelError
 
 
+#: commands a first-party plugin adds → the distribution to install when it is missing
+PLUGIN_COMMANDS = {"score": "funnel-scale", "repo": "funnel-scale", "deploy": "funnel-scale",
+                   "faiss": "funnel-faiss", "feast": "funnel-feast", "tf": "funnel-tensorflow",
+                   "torch": "funnel-torch", "workflow": "funnel-workflow"}
+
+
 class _Group(click.Group):
-    """Turns funnel's own errors into a one-line ``Error: ...`` instead of a traceback."""
+    """Turns funnel's own errors into a one-line ``Error: ...`` instead of a traceback, and
+    names the plugin to install for a command a first-party plugin provides."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and args[0] in PLUGIN_COMMANDS:
+            dist = PLUGIN_COMMANDS[args[0]]
+            raise click.UsageError(f"'funnel {args[0]}' is a command of the plugin {dist}, which is not installed "
+                                   f"(or not loaded): pip install {dist}", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
         try:

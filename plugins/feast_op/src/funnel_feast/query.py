@@ -136,7 +136,7 @@ class QueryFeast(Operator):
         include_found: bool
         cache_size: int
         cache_ttl: float
-    #: config keys the serving environment overrides (funnel.storage accepts these absolute paths)
+    #: config keys the serving environment overrides (funnel_scale.storage accepts these absolute paths)
     config_env_overrides: ClassVar[dict[str, tuple[str, ...]]] = {
         "repo_path": (REPO_PATH_ENV, f"{REPO_PATH_ENV}__<VIEW>"),
     }
