@@ -40,7 +40,7 @@ def _poisoned_export(tmp_path: Path, trust_code: bool, old_shim: bool = False) -
     graph_file = version / "funnel-graph.json"
     graph = json.loads(graph_file.read_text())
     for node in graph["graph"]["nodes"]:
-        if node["kind"] == "op" and node["op"]["type"].endswith(":LinearScore"):
+        if node["kind"] == "op" and node["op"]["type"] == "testing.LinearScore":
             node["op"]["type"] = f"{MARKER_MODULE}:Evil"
     graph_file.write_text(json.dumps(graph))
     if old_shim:
@@ -94,7 +94,7 @@ def test_module_operator_types_need_trust_code(tmp_path, monkeypatch):
     graph_file = saved / "funnel-graph.json"
     graph = json.loads(graph_file.read_text())
     for node in graph["graph"]["nodes"]:
-        if node["kind"] == "op" and node["op"]["type"].endswith(":LinearScore"):
+        if node["kind"] == "op" and node["op"]["type"] == "testing.LinearScore":
             node["op"]["type"] = "funnel_untrusted_ops:Scaled"
     graph_file.write_text(json.dumps(graph))
     monkeypatch.delenv("FUNNEL_TRUST_CODE", raising=False)
