@@ -135,7 +135,7 @@ def test_wrong_dtype_and_missing_column_fail_at_build(savedmodel_dir):
 
 
 def test_unaligned_list_input_is_refused(savedmodel_dir):
-    # a list column next to per-row columns: not candidate-aligned, so it is not lifted
+    # a list column next to per-row columns: core's lifting rule refuses the mix at bind time
     req = Schema(
         [
             ColumnSchema("user_age", "int32"),
@@ -143,7 +143,7 @@ def test_unaligned_list_input_is_refused(savedmodel_dir):
             ColumnSchema("item_score", "float32"),
         ]
     )
-    with pytest.raises(SchemaError, match=r"'item_id' is a list column.*UnrollFeatures"):
+    with pytest.raises(SchemaError, match=r"PredictTensorflow is row-wise.*\['item_id'\] are ragged lists.*UnrollFeatures"):
         Ensemble(FEATURES >> PredictTensorflow(savedmodel_dir), req)
 
 
