@@ -75,11 +75,13 @@ def test_installed_entry_point_lists_the_commands() -> None:
 
 
 def test_leaving_the_plugin_out_removes_its_commands() -> None:
-    """FUNNEL_LOAD_PLUGINS without `scale`: core's commands only; `funnel score` is unknown."""
+    """FUNNEL_LOAD_PLUGINS without `scale`: core's commands only; `funnel score` says which
+    plugin provides it."""
     funnel = Path(sys.executable).parent / "funnel"
     env = {**_env(), "FUNNEL_LOAD_PLUGINS": ""}
     out = subprocess.run([str(funnel), "score", "--help"], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode != 0 and "No such command 'score'" in out.stderr, out.stdout + out.stderr
+    assert out.returncode == 2 and "pip install funnel-scale" in out.stderr, out.stdout + out.stderr
+    assert "Score a parquet dataset" not in out.stdout
 
 
 def test_loading_the_plugin_imports_no_backend() -> None:
