@@ -6,10 +6,7 @@ The URL, credential and self-contained checks are plugins/scale/tests/test_stora
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from funnel import ColumnSchema, Ensemble, Schema, Table
 from funnel.table import to_numpy
 
 from funnel_scale.storage import check_repository
+from funnel_testing import loopback_server
 
 pytestmark = pytest.mark.triton
 
@@ -32,37 +30,13 @@ CREDENTIALS = {
 DIM = 8
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
     """A real S3-compatible server (moto's server mode) on a free loopback port."""
     exe = Path(sys.executable).parent / "moto_server"
     assert exe.is_file(), "moto_server missing: pip install 'moto[server]' (requirements/dev.txt)"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto_server did not start on port {port}") from None
-            time.sleep(0.1)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with loopback_server(lambda port: [str(exe), "-H", "127.0.0.1", "-p", str(port)]) as address:
+        yield address
 
 
 @pytest.fixture

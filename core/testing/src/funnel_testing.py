@@ -7,9 +7,13 @@ and registers its operators as the plugin ``testing`` (type names ``testing.<Nam
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
+import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table
 
 __all__ = ["LinearScore", "TopByScore", "RaiseOnValue", "UserCandidates", "demo_ensemble", "demo_request", "rows_ensemble",
-           "combined_repository", "infer_concurrently", "request_counts"]
+           "combined_repository", "infer_concurrently", "request_counts", "loopback_server"]
 
 
 class LinearScore(Operator):
@@ -241,6 +245,31 @@ def request_counts(server: Any, model: str) -> tuple[int, int]:
     """(requests answered successfully, execute() calls) of ``model``, from Triton's statistics."""
     stats = server.client("http").get_inference_statistics(model)["model_stats"][0]
     return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
+
+
+@contextlib.contextmanager
+def loopback_server(argv: Callable[[int], list[str]], timeout: float = 30.0) -> Iterator[str]:
+    """Start ``argv(port)`` (a server binding 127.0.0.1 on a free port), wait until the port
+    accepts connections, yield ``"127.0.0.1:<port>"``, and stop that process afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{argv(port)[0]} did not start on port {port}") from None
+            time.sleep(0.1)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @hookimpl

@@ -3,16 +3,13 @@ core-only export, and a real S3-compatible server (moto's server mode) on 127.0.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
-from funnel_testing import demo_ensemble
+from funnel_testing import demo_ensemble, loopback_server
 
 SCALE_COMMANDS = ("score", "repo", "deploy")
 CREDENTIALS = {
@@ -48,37 +45,13 @@ def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_ensemble().export(tmp_path_factory.mktemp("demo") / "repo")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
     """``host:port`` of a moto_server started here (the ``[test]`` extra installs it)."""
     exe = Path(sys.executable).parent / "moto_server"
     assert exe.is_file(), f"{exe} missing: pip install 'funnel-scale[test]' (moto[server])"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto_server did not start on port {port}") from None
-            time.sleep(0.1)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with loopback_server(lambda port: [str(exe), "-H", "127.0.0.1", "-p", str(port)]) as address:
+        yield address
 
 
 @pytest.fixture
