@@ -451,7 +451,7 @@ def profile_served(ens: Any, reqs: dict[int, list[np.ndarray]], users: int = 1, 
     """Serve the executor model with a cProfile shim; time execute() inside the server and
     the round trip at the client. Returns a report."""
     from funnel.table import Table  # noqa: PLC0415
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     outputs = [c.name for c in ens.output_schema]
     with tempfile.TemporaryDirectory(prefix="funnel-bench-prof-") as tmp:
@@ -786,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_triton(ens: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dict[str, Any], record: Callable[[Cell], None]) -> None:
     """Export each Triton variant, serve it, and measure; every cell goes to ``record``."""
     from funnel.table import Table  # noqa: PLC0415
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     def inproc(r: np.ndarray) -> Any:
         return ens.transform(Table({"user_id": r}))
@@ -911,7 +911,7 @@ def run_merlin(art: Any, reqs: dict[int, list[np.ndarray]], args: Any, meta: dic
     """Merlin Systems 23.08 on the same work directory and request sequence (1 user/request:
     the only size its graph serves): its hand-written floor and ``Ensemble.transform`` in its own
     virtualenv, then its executor model on the same embedded Triton, measured by this process."""
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     py = MERLIN_VENV / "bin" / "python"
     if not py.is_file():

@@ -55,7 +55,7 @@ def _versions() -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
     from funnel.table import Table  # noqa: PLC0415
 
     from examples.multistage.pipeline import build_ensemble  # noqa: PLC0415

@@ -300,7 +300,7 @@ def compare(a: Table, b: Table, rtol: float = 1e-4, atol: float = 1e-5) -> dict[
 
 def served_path(server: Any, reqs: list[Table], schema: Schema) -> Callable[[int], Any]:
     """A served call as a client makes it: prebuilt HTTP inputs, response decoded into a Table."""
-    from funnel.triton.client import response_to_table, table_to_inputs  # noqa: PLC0415
+    from funnel_triton.client import response_to_table, table_to_inputs  # noqa: PLC0415
 
     client = server.client("http")
     inputs = [table_to_inputs(r, protocol="http", schema=schema) for r in reqs]
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 ensembles["cuda"] = build(paths, "instance", threads)
             servers: dict[str, Any] = {}
             if not args.no_served:
-                from funnel.triton import TritonServer  # noqa: PLC0415
+                from funnel_triton import TritonServer  # noqa: PLC0415
 
                 for dev, kind in (("cpu", "cpu"), ("cuda", "gpu")):
                     if dev in ensembles:

@@ -178,7 +178,7 @@ def ranker_cells(tmp: Path, device: str, iters: int, warmup: int, users: int = 6
 
 
 def served_cells(ens: Ensemble, table: Table, case: str, kind: str, tmp: Path, iters: int, warmup: int) -> dict[str, Any]:
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     repo = ens.export(tmp / f"repo-{case.replace(' ', '_').replace('×', 'x')}", instance_kind=kind)
     with TritonServer(repo, timeout=300) as server:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import measure, write_results  # noqa: E402
 
-from funnel.triton import TritonServer  # noqa: E402
-from funnel.triton.client import make_client, table_to_inputs  # noqa: E402
+from funnel_triton import TritonServer  # noqa: E402
+from funnel_triton.client import make_client, table_to_inputs  # noqa: E402
 from funnel_testing import demo_ensemble, demo_request  # noqa: E402
 
 

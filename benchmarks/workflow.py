@@ -101,8 +101,8 @@ def round_robin(paths: dict[str, Any], iters: int, warmup: int) -> dict[str, lis
 
 
 def served(ensemble: Ensemble, request: Table, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    from funnel.triton import TritonServer  # noqa: PLC0415
-    from funnel.triton.client import infer, make_client  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
+    from funnel_triton.client import infer, make_client  # noqa: PLC0415
 
     repo = ensemble.export(workdir / "repo", name="workflow")
     rows = []

@@ -25,9 +25,12 @@ PLUGINS = {
     "plugins/torch_t4r_op": ("[session]", "torch", "funnel-torch"),
     "plugins/workflow_op": ("[dask]", "workflow", "funnel-workflow"),
     "plugins/scale": ("[s3,kserve,test]", "scale", "funnel-scale"),
+    "plugins/triton": ("[pandas]", "triton", "funnel-triton"),
 }
 #: plugins that add commands only (register_commands), no operators
-COMMANDS_ONLY = {"plugins/scale"}
+COMMANDS_ONLY = {"plugins/scale", "plugins/triton"}
+#: what `funnel[triton]` installs: the launcher and client every plugin's served tests use
+SERVING = "funnel-triton"
 CORE_ALLOWED = {"funnel", "numpy", "pluggy", "msgspec", "click"}
 # test tooling, and funnel-testing (the test operators some plugin suites serve)
 TEST_TOOLS = ["pytest==8.4.2", "pytest-timeout", "hypothesis", "./core/testing"]
@@ -100,13 +103,14 @@ def test_plugin_alone_installs_lists_and_passes_its_tests(tmp_path, package):
     venv = make_venv(
         tmp_path / "venv",
         "./core[triton]",
+        *(["./plugins/triton"] if package != "plugins/triton" else []),
         f"./{package}{extras}",
         *TEST_TOOLS,
         no_deps=("nvidia-pytriton==0.7.0",),
     )
     names = installed(venv)
     assert dist in names
-    siblings = names & ({d for _, _, d in PLUGINS.values()} - {dist})
+    siblings = names & ({d for _, _, d in PLUGINS.values()} - {dist, SERVING})
     assert not siblings, f"{package} pulled in sibling plugins {siblings}"
     infos = {i["name"]: i for i in plugins_json(venv)}
     assert ep_name in infos, f"funnel plugins does not list {ep_name}: {infos}"

@@ -69,7 +69,7 @@ def test_push_and_serve_from_s3(moto, aws_env, faiss_graph, tmp_path: Path) -> N
     import boto3  # noqa: PLC0415
 
     from funnel.cli import cli  # noqa: PLC0415
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     from funnel_scale import plugin  # noqa: PLC0415
 

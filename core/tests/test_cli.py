@@ -58,15 +58,10 @@ def test_graph_command_finds_the_graph_in_a_repository_not_deeper(tmp_path):
     assert proc.returncode == 1 and "no funnel-graph.json" in proc.stderr
 
 
-def test_infer_with_an_unreadable_rows_file_says_what_is_expected(tmp_path):
-    bad = tmp_path / "rows.json"
-    bad.write_text("not json at all")
-    proc = run("infer", str(bad), "--url", "127.0.0.1:1")
-    assert proc.returncode == 1 and "cannot read request rows" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_a_plugin_command_without_its_plugin_names_the_distribution():
     proc = run("score", "graph", "src", "out", FUNNEL_LOAD_PLUGINS="")
     assert proc.returncode == 2
     assert "'funnel score' is a command of the plugin funnel-scale" in proc.stderr and "pip install funnel-scale" in proc.stderr
+    serve = run("serve", "repo", FUNNEL_LOAD_PLUGINS="")  # the launcher is funnel-triton's
+    assert serve.returncode == 2 and "pip install funnel-triton" in serve.stderr, serve.stderr
     assert "No such command 'nope'" in run("nope", FUNNEL_LOAD_PLUGINS="").stderr  # unknown commands stay click's

@@ -33,7 +33,7 @@ def serve_and_recommend(
     Both sides start from a freshly built sampler with the same ``seed``, so their outputs
     are equal.
     """
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     ens = build_ensemble(art, temperature=temperature, seed=seed)
     ens.export(repo, mode="executor", overwrite=True)

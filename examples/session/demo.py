@@ -32,7 +32,7 @@ def _say(message: str) -> None:
 
 def serve(ensemble, repo: Path, request: Table, log=_say) -> Table:
     """Export ``ensemble`` to ``repo``, serve it on the embedded Triton, send ``request``."""
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     ensemble.export(repo, mode="executor", overwrite=True)
     log(f"[export] Triton model repository (executor mode): {repo}")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel.triton.wire import REQUEST, encode_table, triton_dtype
 from funnel_testing import combined_repository
 

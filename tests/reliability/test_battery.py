@@ -246,7 +246,7 @@ def test_grpc_statuses(server, baseline):
     """The same mistakes over gRPC: INVALID_ARGUMENT, and the server keeps serving."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
     table = multistage_request(2, seed=5)
-    from funnel.triton.client import table_to_inputs
+    from funnel_triton.client import table_to_inputs
 
     def send(inputs, model=MULTISTAGE):
         try:
@@ -287,10 +287,10 @@ def test_concurrent_good_and_bad(server, baseline):
         if kind == "bad":
             return post(server, f"/v2/models/{MULTISTAGE}/infer", item.body, item.headers).status
         if not hasattr(local, "c"):
-            from funnel.triton.client import make_client
+            from funnel_triton.client import make_client
 
             local.c = make_client(server.http_url, "http")
-        from funnel.triton.client import infer
+        from funnel_triton.client import infer
 
         return infer(local.c, goods[item], model=MULTISTAGE)
 

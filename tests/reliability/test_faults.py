@@ -15,8 +15,8 @@ import pytest
 
 from funnel import ColumnSchema, Ensemble, Schema, Table
 from funnel.errors import RequestError
-from funnel.triton import TritonServer
-from funnel.triton.client import infer, make_client
+from funnel_triton import TritonServer
+from funnel_triton.client import infer, make_client
 from funnel_testing import RaiseOnValue
 from funnel.triton.wire import wire_form
 
@@ -38,7 +38,7 @@ def stub_pid(server: TritonServer, model: str) -> int:
 
 def rss_tree_mb(pid: int) -> float:
     """Resident memory of a process and its descendants, in MB."""
-    from funnel.triton.server import _children
+    from funnel_triton.server import _children
 
     total, todo = 0, [pid]
     while todo:

@@ -16,7 +16,7 @@ from funnel.cli import _add_plugin_commands, cli
 from funnel.errors import ServerError
 from funnel.hookspecs import hookimpl
 from funnel.ops import UnrollFeatures
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_testing import LinearScore, RaiseOnValue
 
 from .conftest import record

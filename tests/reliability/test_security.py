@@ -16,8 +16,8 @@ from tritonclient.utils import InferenceServerException
 
 from funnel import ColumnSchema, Ensemble, Schema
 from funnel.errors import OperatorNotFound, ServerError
-from funnel.triton import TritonServer
-from funnel.triton.server import ADMIN_HEADER, allowed_environment
+from funnel_triton import TritonServer
+from funnel_triton.server import ADMIN_HEADER, allowed_environment
 from funnel_testing import RaiseOnValue, demo_ensemble
 
 from .conftest import LISTS, infer_body, json_inputs, post, record
@@ -215,9 +215,9 @@ def test_non_utf8_request_id_and_huge_headers(server):
 def test_funnel_serve_offers_the_switches():
     from click.testing import CliRunner
 
-    from funnel.cli import cli
+    from funnel_triton.cli import serve_cmd
 
-    out = CliRunner().invoke(cli, ["serve", "--help"])
+    out = CliRunner().invoke(serve_cmd, ["--help"])
     assert out.exit_code == 0
     for flag in ("--host", "--admin-key", "--open-admin-api", "--pass-env", "--no-watchdog"):
         assert flag in out.output, flag

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from funnel.triton.client import infer, make_client
+from funnel_triton.client import infer, make_client
 
 from .conftest import MULTISTAGE, record
 from .graphs import multistage_request

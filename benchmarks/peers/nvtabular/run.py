@@ -62,7 +62,7 @@ def _inputs(request: Any, protocol: str) -> list[Any]:
 
 def run_peer(clicks: Any, request: Any, n: int = 200, warmup: int = 10, concurrency: int = 8) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Fit, export, time in-process (in .venv-merlin) and served (here); returns (rows, info)."""
-    from funnel.triton import TritonServer  # noqa: PLC0415
+    from funnel_triton import TritonServer  # noqa: PLC0415
 
     if not (VENV / "bin" / "python").is_file():
         raise SystemExit(f"the NVTabular peer needs {VENV}: run `bash benchmarks/peers/merlin/setup.sh` (5-15 min)")

@@ -222,7 +222,7 @@ def infer_concurrently(http_url: str, tables: Sequence[Table], model: str, threa
     (tritonclient's HTTP client runs on gevent and is not thread-safe); answers in order."""
     import tritonclient.http as httpclient  # noqa: PLC0415 - only the serving tests need it
 
-    from funnel.triton.client import infer  # noqa: PLC0415
+    from funnel_triton.client import infer  # noqa: PLC0415
 
     local = threading.local()
     clients: list[Any] = []

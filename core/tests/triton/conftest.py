@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_testing import combined_repository, demo_ensemble
 
 #: model names in the combined repository

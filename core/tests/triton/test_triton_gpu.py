@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not _has_gpu(), reason="needs an NVIDIA GPU with
 
 
 def test_kind_gpu_executor_equals_transform(ensemble, tmp_path):
-    from funnel.triton import TritonServer
+    from funnel_triton import TritonServer
     from funnel_testing import demo_request
 
     repo = ensemble.export(tmp_path / "repo", instance_kind="gpu")

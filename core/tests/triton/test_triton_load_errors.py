@@ -6,7 +6,7 @@ import pytest
 
 from funnel import ColumnSchema, Ensemble, Node, Schema
 from funnel.errors import ServerError
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel.triton.runtime import NUMPY2
 from funnel_testing import LinearScore
 
@@ -44,7 +44,7 @@ def test_binary_without_exec_bit_is_explained(tmp_path):
     import pytest
 
     from funnel.errors import ServerError
-    from funnel.triton.server import find_tritonserver
+    from funnel_triton.server import find_tritonserver
 
     fake = tmp_path / "tritonserver"
     fake.write_text("#!/bin/sh\n")

@@ -122,7 +122,7 @@ def test_bad_request_in_a_batch_does_not_fail_the_others(server, ensemble):
     bad = {**_good_arrays()}
     bad["candidates__offsets"] = bad["candidates__offsets"] + 1
 
-    from funnel.triton.client import table_to_inputs
+    from funnel_triton.client import table_to_inputs
 
     def send(i):
         if i == 3:
@@ -143,7 +143,7 @@ def test_bad_request_in_a_batch_does_not_fail_the_others(server, ensemble):
             results = list(pool.map(send, range(7)))
     finally:
         client.close()
-    from funnel.triton.client import response_to_table
+    from funnel_triton.client import response_to_table
 
     assert isinstance(results[3], InferenceServerException)
     assert "offsets" in results[3].message()

@@ -19,7 +19,7 @@ import pytest
 
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Ragged, Schema, Table
 from funnel.ops import FilterCandidates, UnrollFeatures
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 
 CORE = Path(__file__).resolve().parents[2]
 

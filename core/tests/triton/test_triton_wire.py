@@ -16,8 +16,8 @@ import tritonclient.http as httpclient
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table
 from funnel.errors import RequestError
 from funnel.ops import FilterCandidates
-from funnel.triton import TritonServer
-from funnel.triton.client import cast_to_model, infer
+from funnel_triton import TritonServer
+from funnel_triton.client import cast_to_model, infer
 from funnel_testing import UserCandidates, rows_ensemble
 
 DOCS = Path(__file__).parents[3] / "docs" / "serving.md"
@@ -148,22 +148,22 @@ def test_funnel_infer_reports_csv_lists_and_string_ids(served, tmp_path, protoco
 
     from click.testing import CliRunner
 
-    from funnel.cli import cli
+    from funnel_triton.cli import infer_cmd
 
     server, _ = served
     url = server.http_url if protocol == "http" else server.grpc_url
     csv = tmp_path / "rows.csv"
     csv.write_text('user_id,seen\n1,"[1, 2]"\n2,"[3]"\n')
-    result = CliRunner().invoke(cli, ["infer", str(csv), "--url", url, "--protocol", protocol, "--model", LIST_MODEL])
+    result = CliRunner().invoke(infer_cmd, [str(csv), "--url", url, "--protocol", protocol, "--model", LIST_MODEL])
     assert result.exit_code != 0 and "could not reach" not in result.output
     assert "column 'seen' must hold a list per row" in result.output and "CSV cannot carry lists" in result.output
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps([{"user_id": "u1"}]))
-    result = CliRunner().invoke(cli, ["infer", str(ids), "--url", url, "--protocol", protocol])
+    result = CliRunner().invoke(infer_cmd, [str(ids), "--url", url, "--protocol", protocol])
     assert result.exit_code != 0 and "column 'user_id' holds strings" in result.output
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps([{"user_id": 7}, {"user_id": 11}]))
-    result = CliRunner().invoke(cli, ["infer", str(ok), "--url", url, "--protocol", protocol, "--json"])
+    result = CliRunner().invoke(infer_cmd, [str(ok), "--url", url, "--protocol", protocol, "--json"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
     assert [r["candidates"] for r in got] == [[70, 71], [110, 111, 112]] and [r["best"] for r in got] == [70, 110]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from funnel import ColumnSchema, Ensemble, Schema, Table
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_faiss import QueryFaiss, build_index
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_feast import QueryFeast
 
 REQUEST = Schema([ColumnSchema("user_id", "int64"), ColumnSchema("candidate_ids", "int64", dims=(None,))])

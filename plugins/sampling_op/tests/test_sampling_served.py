@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Node, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_testing import LinearScore
 from funnel_sampling import SoftmaxSampling, TopK
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from funnel import ColumnSchema, ColumnSelector, Ensemble, Ragged, Schema, Table
 from funnel.ops import UnrollFeatures
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_tf import PredictTensorflow
 
 REQUEST = Schema(

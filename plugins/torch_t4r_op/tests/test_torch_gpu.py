@@ -82,7 +82,7 @@ def test_padded_program_exported_on_cuda_equals_cpu(padded_export, padded_module
 
 @pytest.mark.triton
 def test_kind_gpu_served_equals_cpu(t4r_traced, tmp_path):
-    from funnel.triton import TritonServer
+    from funnel_triton import TritonServer
 
     ens_gpu = Ensemble([ITEM, CAT] >> PredictPyTorch(t4r_traced, device="instance", top_k=5), REQUEST)
     ens_cpu = Ensemble([ITEM, CAT] >> PredictPyTorch(t4r_traced, top_k=5), REQUEST)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from funnel import ColumnSchema, Ensemble, Ragged, Schema, Table, Tags
 from funnel.ops import Rename
-from funnel.triton import TritonServer
+from funnel_triton import TritonServer
 from funnel_torch import PredictPyTorch
 from funnel_torch.testing import CAT, ITEM, MAX_LEN, N_ITEMS, sessions
 

@@ -16,8 +16,8 @@ import workflow_session_etl as session_etl
 from funnel import Ensemble
 from funnel.graph import Node
 from funnel.table import Ragged, Table
-from funnel.triton import TritonServer
-from funnel.triton.client import infer
+from funnel_triton import TritonServer
+from funnel_triton.client import infer
 import funnel_workflow as nvt
 from funnel_workflow import TransformWorkflow, UntrustedCodeError
 from funnel_workflow.testing import builtin_workflow

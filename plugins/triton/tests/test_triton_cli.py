@@ -1,4 +1,5 @@
-"""`funnel serve` in a subprocess, `funnel infer` against it (HTTP and gRPC)."""
+"""`funnel serve` in a subprocess, `funnel infer` against it (HTTP and gRPC); the commands' help
+and their errors."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from funnel.cli import cli
-from funnel.triton.server import _free_port
 from funnel_testing import demo_request
+
+from funnel_triton.server import _free_port
+
+FUNNEL = str(Path(sys.executable).parent / "funnel")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def served(ensemble, tmp_path_factory):
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_infer_command(served, ensemble, tmp_path, protocol):
+def test_infer_command(served, ensemble, tmp_path, protocol, funnel_cli):
     http, grpc = served
     request = demo_request(3, seed=11)
     rows = request.to_pandas()
@@ -54,7 +58,7 @@ def test_infer_command(served, ensemble, tmp_path, protocol):
     path.write_text(rows.to_json(orient="records"))
     port = http if protocol == "http" else grpc
     result = CliRunner().invoke(
-        cli, ["infer", str(path), "--url", f"127.0.0.1:{port}", "--protocol", protocol, "--json"]
+        funnel_cli, ["infer", str(path), "--url", f"127.0.0.1:{port}", "--protocol", protocol, "--json"]
     )
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
@@ -63,7 +67,25 @@ def test_infer_command(served, ensemble, tmp_path, protocol):
     assert [r["candidates"] for r in got] == [list(map(int, v)) for v in want["candidates"]]
 
 
-def test_help_texts():
+def test_help_texts(funnel_cli):
     for cmd in ("serve", "infer"):
-        result = CliRunner().invoke(cli, [cmd, "--help"])
+        result = CliRunner().invoke(funnel_cli, [cmd, "--help"])
         assert result.exit_code == 0 and "REPOSITORY" in result.output or "ROWS" in result.output
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("FUNNEL_LOAD_PLUGINS", "PYTHONPATH")}
+
+
+def test_infer_with_an_unreadable_rows_file_says_what_is_expected(tmp_path):
+    bad = tmp_path / "rows.json"
+    bad.write_text("not json at all")
+    proc = subprocess.run([FUNNEL, "infer", str(bad), "--url", "127.0.0.1:1"], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    assert proc.returncode == 1 and "cannot read request rows" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_of_a_missing_repository_is_a_usage_error(tmp_path):
+    proc = subprocess.run([FUNNEL, "serve", str(tmp_path / "nope")], capture_output=True, text=True, env=_env(),
+                          timeout=120)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr

@@ -499,7 +499,7 @@ class TritonServer:
         HTTP client is gevent-based and must not be shared across threads)."""
         per_thread = self._local.__dict__.setdefault("clients", {})
         if protocol not in per_thread:
-            from funnel.triton.client import make_client  # noqa: PLC0415
+            from funnel_triton.client import make_client  # noqa: PLC0415
 
             url = self.http_url if protocol == "http" else self.grpc_url
             per_thread[protocol] = make_client(url, protocol)
@@ -509,6 +509,6 @@ class TritonServer:
     def infer(self, data: Any, model: str = "funnel", protocol: str = "http", timeout: float | None = None) -> Any:
         """Send ``data`` (Table, dict of columns or DataFrame) to ``model``; returns a Table
         (a DataFrame when given one). Raises RequestError with the server's message."""
-        from funnel.triton.client import infer  # noqa: PLC0415
+        from funnel_triton.client import infer  # noqa: PLC0415
 
         return infer(self.client(protocol), data, model=model, protocol=protocol, timeout=timeout)
