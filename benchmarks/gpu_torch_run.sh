@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command on a GPU machine without a package index (the lent H200), after carrying .gpu-ms/
 # (built here by `bash benchmarks/gpu_torch_wheels.sh`): install the carried wheels and the embedded
-# Triton, install funnel core (+ funnel-testing) + funnel-torch + funnel-faiss + funnel-sampling from the working tree,
+# Triton, install funnel core (+ funnel-testing, funnel-triton) + funnel-torch + funnel-faiss + funnel-sampling from the working tree,
 # run the GPU tests, then the GPU cells of benchmarks/torch_multistage.py. Everything lands in OUTDIR:
 #   gpu.txt                       nvidia-smi's view of the GPU
 #   gpu_tests.log                 the tests (KIND_GPU serving, funnel-torch on CUDA, FAISS and sampling
@@ -22,6 +22,8 @@ PY=python3
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .gpu-ms/whl/*.whl || exit 1
 # core/testing (funnel-testing: the demo graphs core's KIND_GPU test and triton_gpu.py serve) when the tree has it
 TESTING=(); [ -f core/testing/pyproject.toml ] && TESTING=(-e core/testing)
+# funnel-triton (the launcher and client the served cells use) when the tree has it
+[ -f plugins/triton/pyproject.toml ] && TESTING+=(-e plugins/triton)
 $PY -m pip install -q --no-index --no-deps --no-build-isolation \
   -e core "${TESTING[@]}" -e plugins/torch_t4r_op -e plugins/faiss_op -e plugins/sampling_op || exit 1
 SP=$($PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
