@@ -15,8 +15,9 @@ from funnel.errors import FunnelError
 
 #: commands a first-party plugin adds → the distribution to install when it is missing
 PLUGIN_COMMANDS = {"serve": "funnel-triton", "infer": "funnel-triton", "score": "funnel-scale",
-                   "repo": "funnel-scale", "deploy": "funnel-scale", "faiss": "funnel-faiss", "feast": "funnel-feast", "tf": "funnel-tensorflow",
-                   "torch": "funnel-torch", "workflow": "funnel-workflow"}
+                   "repo": "funnel-scale", "deploy": "funnel-scale", "faiss": "funnel-faiss",
+                   "feast": "funnel-feast", "tf": "funnel-tensorflow", "torch": "funnel-torch",
+                   "workflow": "funnel-workflow"}
 
 
 class _Group(click.Group):
