@@ -23,6 +23,26 @@ class PluginNotInstalled(OperatorNotFound, ImportError):
         self.distribution = distribution
 
 
+def operator_missing(type_name: str, dist: str | None, broken: str | None, known: list[str],
+                     left_out: str | None) -> OperatorNotFound:
+    """The registry's error for an unknown ``type_name``: which plugin to fix or install, and how.
+
+    ``dist``: the distribution providing it, if known; ``broken``: the load error of its plugin;
+    ``left_out``: ``FUNNEL_LOAD_PLUGINS`` when that left an installed ``dist`` out.
+    """
+    if dist is None:
+        return OperatorNotFound(f"operator {type_name!r} is not available: {broken}. Fix or reinstall that plugin "
+                                "(or leave it out with FUNNEL_LOAD_PLUGINS)" if broken else
+                                f"unknown operator {type_name!r}; installed operators: {', '.join(known) or 'none'}")
+    provided = f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is"
+    if left_out is not None:
+        return PluginNotInstalled(f"{provided} installed but not loaded: FUNNEL_LOAD_PLUGINS={left_out!r} leaves it "
+                                  f"out. Add {dist!r} to FUNNEL_LOAD_PLUGINS (or unset it); where it is not "
+                                  f"installed: pip install {dist}", distribution=dist)
+    cause = f" (it is installed but failed to load: {broken})" if broken else ""
+    return PluginNotInstalled(f"{provided} not loaded{cause}. Install it with: pip install {dist}", distribution=dist)
+
+
 class OperatorError(FunnelError, RuntimeError):
     """An operator raised while transforming a batch; the message names the operator."""
 
