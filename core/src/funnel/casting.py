@@ -18,28 +18,15 @@ from funnel.errors import SchemaError
 __all__ = ["cast_lossless", "check_castable"]
 
 _FLOAT_EXACT_INT = {np.dtype(np.float16): 2**11, np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
-
-
-def _dtype_of(arr: Any) -> np.dtype:
-    return np.dtype(str(arr.dtype).replace("torch.", ""))
+# what each dtype kind may become by schema alone: integer ↔ integer, bool → number, integer → float,
+# float → float (strings and float → integer need their values checked, so never by schema)
+_CASTABLE = {"b": "biuf", "i": "iuf", "u": "iuf", "f": "f"}
 
 
 def check_castable(have: Any, want: Any) -> bool:
-    """Whether a column of dtype ``have`` may be cast to ``want`` at all (values checked later).
-
-    Used at graph-build time: integer ↔ integer, bool → number, integer → float,
-    float → float. Strings and float → integer are not castable by schema alone.
-    """
+    """Whether a column of dtype ``have`` may be cast to ``want`` at all (values checked later, at run time)."""
     have, want = np.dtype(have), np.dtype(want)
-    if have == want:
-        return True
-    if have.kind == "b":
-        return want.kind in "biuf"
-    if have.kind in "iu":
-        return want.kind in "iuf"
-    if have.kind == "f":
-        return want.kind == "f"
-    return False
+    return have == want or want.kind in _CASTABLE.get(have.kind, "")
 
 
 def cast_lossless(arr: Any, want: Any, *, column: str, where: str = "", error: type[Exception] = SchemaError) -> Any:
@@ -47,45 +34,37 @@ def cast_lossless(arr: Any, want: Any, *, column: str, where: str = "", error: t
 
     ``column`` and ``where`` (an operator or "request") go into the message.
     """
-    want = np.dtype(want)
-    have = _dtype_of(arr)
+    want, have = np.dtype(want), np.dtype(str(arr.dtype).replace("torch.", ""))
     if have == want:
         return arr
     at = f"{where}: " if where else ""
-    size = int(np.prod(arr.shape)) if hasattr(arr, "shape") else len(arr)
     if have.kind in "OUS" or want.kind in "OUS":
         raise error(f"{at}column {column!r} has dtype {have}, expected {want}; strings and numbers are never cast")
-    if have.kind == "b":
-        return _astype(arr, want)
-    if want.kind == "b":
+    if want.kind == "b" and have.kind != "b":
         raise error(f"{at}column {column!r} has dtype {have}, expected bool; send booleans")
-    if size == 0:
+    if have.kind == "b" or 0 in tuple(arr.shape):  # nothing to check
         return _astype(arr, want)
     lo, hi = _minmax(arr)
     if want.kind in "iu":
         info = np.iinfo(want)
-        if have.kind == "f":
-            if not _all_whole(arr):
-                raise error(
-                    f"{at}column {column!r} holds non-integer values (dtype {have}) where {want} ids are "
-                    "expected; send integers"
-                )
+        if have.kind == "f" and not bool((arr == arr.round()).all().item()):
+            raise error(
+                f"{at}column {column!r} holds non-integer values (dtype {have}) where {want} ids are "
+                "expected; send integers"
+            )
         if lo < info.min or hi > info.max:
             raise error(
                 f"{at}column {column!r} has values in [{lo}, {hi}], outside the range of {want} "
                 f"[{info.min}, {info.max}]; they cannot be cast without wrapping"
             )
-        return _astype(arr, want)
-    # want is a float
-    if have.kind in "iu":
+    elif have.kind in "iu":  # to a float
         limit = _FLOAT_EXACT_INT[want]
         if lo < -limit or hi > limit:
             raise error(
                 f"{at}column {column!r} has integer values in [{lo}, {hi}] that {want} cannot hold exactly "
                 f"(beyond ±{limit}); send {want} values"
             )
-        return _astype(arr, want)
-    if want.itemsize < have.itemsize:
+    elif want.itemsize < have.itemsize:  # float → a narrower float
         fin = np.finfo(want)
         if (np.isfinite(lo) and lo < fin.min) or (np.isfinite(hi) and hi > fin.max):
             raise error(f"{at}column {column!r} has values in [{lo}, {hi}], outside the range of {want}")
@@ -101,17 +80,8 @@ def _astype(arr: Any, want: np.dtype) -> Any:
 
 
 def _minmax(arr: Any) -> tuple[Any, Any]:
-    if type(arr).__module__.startswith("torch"):
-        return arr.min().item(), arr.max().item()
-    if np.dtype(arr.dtype).kind == "f":
-        finite = arr[arr == arr]  # NaN compares unequal to itself
-        if finite.size == 0:
+    if not type(arr).__module__.startswith("torch") and np.dtype(arr.dtype).kind == "f":
+        arr = arr[arr == arr]  # NaN compares unequal to itself
+        if arr.size == 0:
             return float("nan"), float("nan")
-        return finite.min().item(), finite.max().item()
     return arr.min().item(), arr.max().item()
-
-
-def _all_whole(arr: Any) -> bool:
-    if type(arr).__module__.startswith("torch"):
-        return bool((arr == arr.round()).all().item())
-    return bool((arr == arr.round()).all().item())

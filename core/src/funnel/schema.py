@@ -34,50 +34,42 @@ class Tags(str, enum.Enum):
         return self.value
 
 
-_STRING_KINDS = {"U", "S", "O", "T"}
+_STRING_NAMES = ("str", "string", "object", "bytes")
 
 
 def normalize_dtype(dtype: Any) -> str:
     """Return funnel's canonical dtype name: a numpy dtype name (``"int32"``) or ``"str"``."""
     if dtype is None:
         raise SchemaError("dtype is required; give a numpy dtype such as np.int32 or 'float32'")
-    if isinstance(dtype, str):
-        if dtype in ("str", "string", "object", "bytes"):
-            return "str"
-        try:
-            dt = np.dtype(dtype)
-        except TypeError as exc:
+    if dtype is str or dtype is bytes or dtype is object or (isinstance(dtype, str) and dtype in _STRING_NAMES):
+        return "str"
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        if isinstance(dtype, str):
             raise SchemaError(f"unknown dtype {dtype!r}; use a numpy dtype name such as 'int64'") from exc
-    elif dtype is str or dtype is bytes or dtype is object:
-        return "str"
-    else:
-        name = getattr(dtype, "name", None)
         # torch/cupy dtypes expose names numpy understands ("float32", "int64", ...)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            if isinstance(name, str):
-                return normalize_dtype(name)
-            text = str(dtype).replace("torch.", "")
-            return normalize_dtype(text)
-    if dt.kind in _STRING_KINDS:
-        return "str"
-    return dt.name
+        name = getattr(dtype, "name", None)
+        return normalize_dtype(name if isinstance(name, str) else str(dtype).replace("torch.", ""))
+    return "str" if dt.kind in "USOT" else dt.name
 
 
 def _tag_value(tag: Any) -> str:
     return tag.value if isinstance(tag, enum.Enum) else str(tag)
 
 
-class ColumnSchema:
-    """One column: name, dtype, tags, properties and per-row shape.
+# the fields in their JSON order; name and dtype are always written, the others when set
+_FIELDS = ("name", "dtype", "tags", "properties", "dims", "is_list", "is_ragged")
 
-    ``dims`` is the shape of one row's value, without the batch dimension: ``()`` for a
-    scalar, ``(None,)`` for a variable-length (ragged) list, ``(10,)`` for a fixed list,
-    ``(64,)`` for an embedding. ``is_list``/``is_ragged`` follow from ``dims`` unless given.
+
+class ColumnSchema:
+    """One column: name, dtype, tags, properties and per-row shape ``dims`` (see docs/reference/schema.md).
+
+    ``dims`` is one row's shape without the batch dimension: ``()`` a scalar, ``(None,)`` a ragged list,
+    ``(10,)`` a fixed list or a vector; ``is_list``/``is_ragged`` follow from it unless given.
     """
 
-    __slots__ = ("name", "dtype", "tags", "properties", "dims", "is_list", "is_ragged")
+    __slots__ = _FIELDS
     name: str
     dtype: str
     tags: tuple[str, ...]
@@ -87,71 +79,38 @@ class ColumnSchema:
     is_ragged: bool
 
     def __init__(
-        self,
-        name: str,
-        dtype: Any = "float32",
-        tags: Iterable[Any] = (),
-        properties: dict[str, Any] | None = None,
-        dims: Sequence[int | None] | None = None,
-        is_list: bool | None = None,
-        is_ragged: bool | None = None,
+        self, name: str, dtype: Any = "float32", tags: Iterable[Any] = (), properties: dict[str, Any] | None = None,
+        dims: Sequence[int | None] | None = None, is_list: bool | None = None, is_ragged: bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise SchemaError(f"column name must be a non-empty string, got {name!r}")
         if dims is None:
-            if is_ragged:
-                dims = (None,)
-            elif is_list:
-                dims = (None,)
-            else:
-                dims = ()
+            dims = (None,) if is_list or is_ragged else ()
         dims = tuple(None if d is None or d == -1 else int(d) for d in dims)
+        tags = {_tag_value(t) for t in tags}
         if is_list is None:
             is_list = len(dims) >= 1 and not (properties or {}).get("embedding", False) and (
-                dims[0] is None or _tag_value(Tags.LIST) in {_tag_value(t) for t in tags}
+                dims[0] is None or Tags.LIST.value in tags
             )
         if is_ragged is None:
             is_ragged = bool(is_list) and len(dims) >= 1 and dims[0] is None
         if is_ragged and not is_list:
             raise SchemaError(f"column {name!r}: is_ragged=True requires is_list=True")
-        ms_set = object.__setattr__
-        ms_set(self, "name", name)
-        ms_set(self, "dtype", normalize_dtype(dtype))
-        ms_set(self, "tags", tuple(sorted({_tag_value(t) for t in tags})))
-        ms_set(self, "properties", dict(properties or {}))
-        ms_set(self, "dims", dims)
-        ms_set(self, "is_list", bool(is_list))
-        ms_set(self, "is_ragged", bool(is_ragged))
+        values = (name, normalize_dtype(dtype), tuple(sorted(tags)), dict(properties or {}), dims)
+        for field, value in zip(_FIELDS, (*values, bool(is_list), bool(is_ragged))):
+            object.__setattr__(self, field, value)
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("ColumnSchema is immutable; use with_name/with_dtype/with_tags/...")
 
-    def _key(self) -> tuple[Any, ...]:
-        return (self.name, self.dtype, self.tags, self.dims, self.is_list, self.is_ragged)
-
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ColumnSchema)
-            and self._key() == other._key()
-            and self.properties == other.properties
-        )
+        return isinstance(other, ColumnSchema) and all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(tuple(getattr(self, f) for f in _FIELDS if f != "properties"))
 
-    # -- copies -----------------------------------------------------------------------
     def _replace(self, **changes: Any) -> ColumnSchema:
-        fields = {
-            "name": self.name,
-            "dtype": self.dtype,
-            "tags": self.tags,
-            "properties": self.properties,
-            "dims": self.dims,
-            "is_list": self.is_list,
-            "is_ragged": self.is_ragged,
-        }
-        fields.update(changes)
-        return ColumnSchema(**fields)
+        return ColumnSchema(**{**{f: getattr(self, f) for f in _FIELDS}, **changes})
 
     def with_name(self, name: str) -> ColumnSchema:
         """A copy with another name."""
@@ -163,7 +122,7 @@ class ColumnSchema:
 
     def with_tags(self, tags: Iterable[Any]) -> ColumnSchema:
         """A copy with ``tags`` added to the existing ones."""
-        return self._replace(tags=tuple(self.tags) + tuple(_tag_value(t) for t in tags))
+        return self._replace(tags=(*self.tags, *tags))
 
     def with_properties(self, properties: dict[str, Any]) -> ColumnSchema:
         """A copy with ``properties`` merged over the existing ones."""
@@ -179,51 +138,28 @@ class ColumnSchema:
 
     def element(self) -> ColumnSchema:
         """The schema of one element of a list column (the column itself if not a list)."""
-        if not self.is_list:
-            return self
-        return self._replace(dims=self.dims[1:], is_list=None, is_ragged=None)
+        return self._replace(dims=self.dims[1:], is_list=None, is_ragged=None) if self.is_list else self
 
     @property
     def numpy_dtype(self) -> np.dtype:
         """The numpy dtype that holds this column's values (``object`` for strings)."""
-        return np.dtype(object) if self.dtype == "str" else np.dtype(self.dtype)
+        return np.dtype(object if self.dtype == "str" else self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what the JSON holds); defaults are left out."""
-        data: dict[str, Any] = {"name": self.name, "dtype": self.dtype}
-        if self.tags:
-            data["tags"] = list(self.tags)
-        if self.properties:
-            data["properties"] = msgspec.to_builtins(self.properties)
-        if self.dims:
-            data["dims"] = list(self.dims)
-        if self.is_list:
-            data["is_list"] = True
-        if self.is_ragged:
-            data["is_ragged"] = True
-        return data
+        data = {f: getattr(self, f) for f in _FIELDS if getattr(self, f)}
+        return {f: list(v) if isinstance(v, tuple) else msgspec.to_builtins(v) for f, v in data.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ColumnSchema:
         """Inverse of :meth:`to_dict`."""
-        return cls(
-            name=data["name"],
-            dtype=data.get("dtype", "float32"),
-            tags=data.get("tags", ()),
-            properties=data.get("properties"),
-            dims=data.get("dims", ()),
-            is_list=data.get("is_list", False),
-            is_ragged=data.get("is_ragged", False),
-        )
+        given = {f: data[f] for f in _FIELDS[1:] if f in data}
+        return cls(data["name"], **{"dims": (), "is_list": False, "is_ragged": False, **given})
 
     def __repr__(self) -> str:
-        extra = ""
-        if self.tags:
-            extra += f", tags={list(self.tags)}"
-        if self.dims:
-            extra += f", dims={self.dims}"
-        if self.is_list:
-            extra += ", ragged" if self.is_ragged else ", list"
+        extra = f", tags={list(self.tags)}" if self.tags else ""
+        extra += f", dims={self.dims}" if self.dims else ""
+        extra += (", ragged" if self.is_ragged else ", list") if self.is_list else ""
         return f"ColumnSchema({self.name!r}, {self.dtype}{extra})"
 
 
@@ -235,8 +171,7 @@ class Schema:
     def __init__(self, columns: Iterable[ColumnSchema | str] = ()) -> None:
         cols: dict[str, ColumnSchema] = {}
         for col in columns:
-            if isinstance(col, str):
-                col = ColumnSchema(col)
+            col = ColumnSchema(col) if isinstance(col, str) else col
             if not isinstance(col, ColumnSchema):
                 raise SchemaError(f"Schema takes ColumnSchema objects or names, got {type(col).__name__}")
             if col.name in cols:
@@ -287,37 +222,27 @@ class Schema:
 
     def select_by_name(self, names: str | Iterable[str]) -> Schema:
         """The named columns, in the order given. Missing names raise SchemaError."""
-        if isinstance(names, str):
-            names = [names]
-        return Schema([self[n] for n in names])
+        return Schema([self[n] for n in ([names] if isinstance(names, str) else names)])
 
     def select_by_tag(self, tags: Any | Iterable[Any]) -> Schema:
         """Columns carrying any of ``tags``."""
-        if isinstance(tags, (str, enum.Enum)):
-            tags = [tags]
-        wanted = {_tag_value(t) for t in tags}
+        wanted = {_tag_value(t) for t in ([tags] if isinstance(tags, (str, enum.Enum)) else tags)}
         return Schema([c for c in self if wanted.intersection(c.tags)])
 
     def excluding_by_name(self, names: str | Iterable[str]) -> Schema:
         """All columns but the named ones (unknown names are ignored)."""
-        if isinstance(names, str):
-            names = [names]
-        drop = set(names)
+        drop = {names} if isinstance(names, str) else set(names)
         return Schema([c for c in self if c.name not in drop])
 
     def __add__(self, other: Schema) -> Schema:
         """Concatenate; a column present in both keeps ``other``'s definition."""
         if not isinstance(other, Schema):
             return NotImplemented
-        merged = dict(self._columns)
-        merged.update(other._columns)
-        return Schema(merged.values())
+        return Schema({**self._columns, **other._columns}.values())
 
     def __sub__(self, other: Schema | Iterable[str]) -> Schema:
-        names = other.column_names if isinstance(other, Schema) else list(other)
-        return self.excluding_by_name(names)
+        return self.excluding_by_name(other.column_names if isinstance(other, Schema) else list(other))
 
-    # -- serialization ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain data: ``{"columns": [...]}``."""
         return {"columns": [c.to_dict() for c in self]}
@@ -329,8 +254,7 @@ class Schema:
 
     def to_json(self, indent: int = 2) -> str:
         """Human-readable JSON."""
-        raw = msgspec.json.encode(self.to_dict())
-        return msgspec.json.format(raw, indent=indent).decode()
+        return msgspec.json.format(msgspec.json.encode(self.to_dict()), indent=indent).decode()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Schema:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from typing import Any
 
 from funnel.errors import SchemaError
-from funnel.schema import Schema
+from funnel.schema import Schema, _tag_value
 
 __all__ = ["ColumnSelector"]
 
@@ -22,16 +21,12 @@ class ColumnSelector:
     __slots__ = ("names", "tags")
 
     def __init__(self, names: str | Iterable[str] | None = None, tags: Iterable[Any] | None = None) -> None:
-        if isinstance(names, str):
-            names = [names]
-        names = list(names or [])
+        names = [names] if isinstance(names, str) else list(names or [])
         for n in names:
             if not isinstance(n, str):
                 raise SchemaError(f"ColumnSelector takes column names (str), got {n!r}")
         object.__setattr__(self, "names", tuple(dict.fromkeys(names)))
-        object.__setattr__(
-            self, "tags", tuple(t.value if isinstance(t, enum.Enum) else str(t) for t in (tags or []))
-        )
+        object.__setattr__(self, "tags", tuple(_tag_value(t) for t in tags or []))
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("ColumnSelector is immutable")
@@ -40,9 +35,7 @@ class ColumnSelector:
         """The selected columns of ``schema``; a missing name raises SchemaError."""
         missing = [n for n in self.names if n not in schema]
         if missing:
-            raise SchemaError(
-                f"{where}: column(s) {missing} not found; available columns: {schema.column_names}"
-            )
+            raise SchemaError(f"{where}: column(s) {missing} not found; available columns: {schema.column_names}")
         cols = [schema[n] for n in self.names]
         if self.tags:
             seen = set(self.names)
