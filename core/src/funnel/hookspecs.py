@@ -20,11 +20,7 @@ hookimpl = pluggy.HookimplMarker("funnel")
 
 @hookspec
 def register_operators(register: Callable[[type[Operator]], None]) -> None:
-    """Called once when the registry loads; call ``register(OperatorClass)`` for each operator.
-
-    The class's ``type_name`` (e.g. ``"faiss.QueryFaiss"``) is the stable name exports use.
-    Every implementation is called; registering a name twice is an error.
-    """
+    """Call ``register(OperatorClass)`` for each operator; its ``type_name`` is what exports store."""
 
 
 @hookspec

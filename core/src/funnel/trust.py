@@ -1,10 +1,8 @@
 """Whether code named by a graph file may be imported (``trust_code``), and importing it.
 
-A graph names operators by type. A plugin-registered name resolves through the registry; a
-``module:QualName`` name (a user operator no plugin registers) would need that module
-imported — code chosen by the file. That happens only when the caller opted in
-(``trust_code=True`` or ``FUNNEL_TRUST_CODE=1``), the module is already imported, or it is
-part of funnel itself (docs/reliability.md).
+A ``module:QualName`` operator (one no plugin registers) is imported only when the caller opted in
+(``trust_code=True`` or ``FUNNEL_TRUST_CODE=1``), the module is already imported, or it is part of
+funnel itself: importing it runs code chosen by the file (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -37,22 +35,19 @@ def import_operator(type_name: str, trust_code: bool | None = None) -> type[Oper
         raise OperatorNotFound(f"operator {type_name!r} was defined in a script's __main__ and cannot be imported")
     own = module_name == "funnel" or module_name.startswith("funnel.")
     if module_name not in sys.modules and not own and not trust_code_enabled(trust_code):
-        raise OperatorNotFound(
-            f"operator {type_name!r} is not registered by a plugin, and importing module {module_name!r} "
-            "to find it would run code named by the graph file. Refused: pass trust_code=True "
-            f"(Ensemble.load(..., trust_code=True) / export(..., trust_code=True)) or set {TRUST_CODE_ENV}=1 "
-            "if you trust this graph, or register the operator through a funnel plugin"
-        )
+        raise OperatorNotFound(f"operator {type_name!r} is not registered by a plugin, and importing module "
+                               f"{module_name!r} to find it would run code named by the graph file. Refused: pass "
+                               "trust_code=True (Ensemble.load(..., trust_code=True) / export(..., trust_code=True)) "
+                               f"or set {TRUST_CODE_ENV}=1 if you trust this graph, or register the operator "
+                               "through a funnel plugin")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise OperatorNotFound(
-            f"operator {type_name!r} is not registered by a plugin and could not be imported "
-            f"({type(exc).__name__}: {exc}); make module {module_name!r} importable in this "
-            "environment or register the operator through a funnel plugin"
-        ) from exc
+        raise OperatorNotFound(f"operator {type_name!r} is not registered by a plugin and could not be imported "
+                               f"({type(exc).__name__}: {exc}); make module {module_name!r} importable in this "
+                               "environment or register the operator through a funnel plugin") from exc
     if isinstance(obj, type) and issubclass(obj, Operator):
         return obj
     raise OperatorNotFound(f"{type_name!r} is not an Operator subclass")

@@ -17,35 +17,27 @@ from funnel.table import Ragged, Table
 __all__ = ["Cast", "AsType", "Select", "Rename"]
 
 
-def _config_error(op: str, what: str) -> SchemaError:
-    return SchemaError(f"{op}: {what}")
+def strict_config(**fields: Any) -> type[msgspec.Struct]:
+    """A built-in operator's ``Config``: every field required, no unknown key (checked when an export loads)."""
+    return msgspec.defstruct("Config", list(fields.items()), forbid_unknown_fields=True)
 
 
 class Cast(Operator):
-    """Cast columns to other dtypes, losslessly: ``Cast({"item_id": "int32"})``.
+    """Cast columns losslessly: ``Cast({"item_id": "int32"})``; a value that would change is a SchemaError.
 
-    Every value is checked at run time (``funnel.casting``): an int64 id that does not fit
-    int32, or a float that is not a whole number, raises a SchemaError naming the column —
-    nothing is wrapped or truncated. Allowed at build time: integer ↔ integer, bool → number,
-    integer → float, float → float. List columns (candidate-aligned ones included) are cast
-    element-wise, next to scalar columns. Columns not named pass through unchanged.
+    Allowed casts (``funnel.casting``), list columns: docs/reference/builtin-ops.md.
     """
 
     type_name = "funnel.Cast"
-
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        dtypes: dict[str, str]
+    Config = strict_config(dtypes=dict[str, str])
 
     def __init__(self, dtypes: Mapping[str, str]) -> None:
         if not isinstance(dtypes, Mapping) or not dtypes:
-            raise _config_error("Cast", f"dtypes must be a non-empty mapping column → dtype, got {dtypes!r}")
+            raise SchemaError(f"Cast: dtypes must be a non-empty mapping column → dtype, got {dtypes!r}")
         self.dtypes = {str(k): normalize_dtype(v) for k, v in dtypes.items()}
 
     def compute_output_schema(self, input_schema: Schema) -> Schema:
-        cols = self.require(input_schema, list(self.dtypes))
-        for col in cols:
+        for col in self.require(input_schema, list(self.dtypes)):
             want = self.dtypes[col.name]
             if col.dtype == "str" or want == "str" or not check_castable(col.numpy_dtype, np.dtype(want)):
                 raise SchemaError(
@@ -56,15 +48,12 @@ class Cast(Operator):
                        for col in input_schema])
 
     def transform(self, table: Table) -> Table:
-        out: dict[str, Any] = {}
-        for name, col in table.items():
-            want = self.dtypes.get(name)
-            if want is None:
-                out[name] = col
-            elif isinstance(col, Ragged):
-                out[name] = Ragged(cast_lossless(col.values, want, column=name, where=self.label), col.offsets, validate=False)
-            else:
-                out[name] = cast_lossless(col, want, column=name, where=self.label)
+        out: dict[str, Any] = dict(table.items())
+        for name in [n for n in out if n in self.dtypes]:
+            col = out[name]
+            values = cast_lossless(col.values if isinstance(col, Ragged) else col, self.dtypes[name], column=name,
+                                   where=self.label)
+            out[name] = Ragged(values, col.offsets, validate=False) if isinstance(col, Ragged) else values
         return Table(out, num_rows=table.num_rows)
 
     def to_config(self) -> dict[str, Any]:
@@ -81,16 +70,12 @@ class Select(Operator):
     """Keep only the named columns, in that order (``node["a", "b"]`` without the brackets)."""
 
     type_name = "funnel.Select"
-
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        columns: list[str]
+    Config = strict_config(columns=list[str])
 
     def __init__(self, columns: Iterable[str]) -> None:
         names = [columns] if isinstance(columns, str) else list(columns)
         if not names or not all(isinstance(n, str) for n in names):
-            raise _config_error("Select", f"columns must be a non-empty list of names, got {columns!r}")
+            raise SchemaError(f"Select: columns must be a non-empty list of names, got {columns!r}")
         self.columns = names
 
     def compute_output_schema(self, input_schema: Schema) -> Schema:
@@ -107,15 +92,11 @@ class Rename(Operator):
     """Rename columns: ``Rename({"output_0": "score"})``; other columns pass through."""
 
     type_name = "funnel.Rename"
-
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        mapping: dict[str, str]
+    Config = strict_config(mapping=dict[str, str])
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         if not isinstance(mapping, Mapping) or not mapping:
-            raise _config_error("Rename", f"mapping must be a non-empty mapping old → new name, got {mapping!r}")
+            raise SchemaError(f"Rename: mapping must be a non-empty mapping old → new name, got {mapping!r}")
         self.mapping = {str(k): str(v) for k, v in mapping.items()}
 
     def compute_output_schema(self, input_schema: Schema) -> Schema:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from funnel.errors import SchemaError
-from funnel.operator import Dependency
-from funnel.operator import Operator
+from funnel.operator import Dependency, Operator
+from funnel.ops.columns import strict_config
 from funnel.schema import Schema
 from funnel.table import Ragged, Table, like, schema_of, to_numpy
 
@@ -18,21 +16,13 @@ __all__ = ["FilterCandidates"]
 
 
 class FilterCandidates(Operator):
-    """Remove, per request row, the candidates listed in ``filter_out`` for that row.
+    """Remove, per request row, the candidates of ``input_col`` listed in that row's ``filter_out``.
 
-    ``input_col`` is the candidate list column (default: the only list column upstream).
-    ``filter_out`` is a node/selector/name of one column: a list per row (e.g. seen items)
-    or one id per row. Other list columns aligned with the candidates (scores, distances)
-    are filtered the same way; per-row columns pass through. Output lists are ragged.
+    Aligned list columns are filtered alike, per-row columns pass through: docs/reference/builtin-ops.md.
     """
 
     type_name = "funnel.FilterCandidates"
-
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        filter_out: str
-        input_col: str | None
+    Config = strict_config(filter_out=str, input_col=str | None)
 
     def __init__(self, filter_out: Any, input_col: str | None = None) -> None:
         self.filter_out = Dependency(filter_out)
@@ -44,36 +34,28 @@ class FilterCandidates(Operator):
         filt = set(self.filter_out.columns or [])
         lists = [c.name for c in schema if c.is_list and c.name not in filt]
         if len(lists) != 1:
-            raise SchemaError(
-                f"FilterCandidates: cannot tell which column holds the candidates among {lists}; "
-                "pass input_col='...'"
-            )
+            raise SchemaError(f"FilterCandidates: cannot tell which column holds the candidates among {lists}; "
+                              "pass input_col='...'")
         return lists[0]
 
     def compute_output_schema(self, input_schema: Schema) -> Schema:
         name = self._input_col(input_schema)
         (cand,) = self.require(input_schema, [name], list_column=True)
         (filt,) = self.require(input_schema, [self.filter_out.column])
-        if cand.numpy_dtype.kind != filt.numpy_dtype.kind and {cand.numpy_dtype.kind, filt.numpy_dtype.kind} - set("iu"):
-            raise SchemaError(
-                f"FilterCandidates: candidates {name!r} ({cand.dtype}) and filter column "
-                f"{filt.name!r} ({filt.dtype}) hold different kinds of ids"
-            )
-        out = []
-        for col in input_schema:
-            if col.name == filt.name:
-                continue
-            out.append(col.with_shape((None, *col.dims[1:])) if col.is_list else col)
-        return Schema(out)
+        kinds = {cand.numpy_dtype.kind, filt.numpy_dtype.kind}
+        if len(kinds) > 1 and kinds - set("iu"):
+            raise SchemaError(f"FilterCandidates: candidates {name!r} ({cand.dtype}) and filter column "
+                              f"{filt.name!r} ({filt.dtype}) hold different kinds of ids")
+        return Schema([col.with_shape((None, *col.dims[1:])) if col.is_list else col
+                       for col in input_schema if col.name != filt.name])
 
     def transform(self, table: Table) -> Table:
         name = self.input_col or self._input_col(
-            Schema([c.as_list() if getattr(table[c.name], "ndim", 1) == 2 else c for c in schema_of(table)])
-        )
-        cand = table[name]
-        cand = Ragged.coerce(cand, f"FilterCandidates: column {name!r}")
+            Schema([c.as_list() if getattr(table[c.name], "ndim", 1) == 2 else c for c in schema_of(table)]))
+        cand = Ragged.coerce(table[name], f"FilterCandidates: column {name!r}")
         filt = table[self.filter_out.column]
-        filt = filt if isinstance(filt, Ragged) else Ragged.from_dense(np.asarray(to_numpy(filt)).reshape(table.num_rows, -1))
+        if not isinstance(filt, Ragged):
+            filt = Ragged.from_dense(np.asarray(to_numpy(filt)).reshape(table.num_rows, -1))
         keep, row_of = _keep_mask(cand, filt)
         if row_of is None:  # one request row: no per-row bookkeeping needed
             new_off = np.array([0, int(np.count_nonzero(keep))], dtype=np.int64)
@@ -84,24 +66,18 @@ class FilterCandidates(Operator):
         for col_name, col in table.items():
             if col_name == self.filter_out.column:
                 continue
-            if isinstance(col, Ragged) or (col_name == name):
+            if isinstance(col, Ragged) or col_name == name:
                 col = Ragged.coerce(col, f"FilterCandidates: column {col_name!r}")
                 if not col.same_offsets(cand):
-                    raise SchemaError(
-                        f"FilterCandidates: list column {col_name!r} is not aligned with candidates {name!r}"
-                    )
+                    raise SchemaError(f"FilterCandidates: list column {col_name!r} is not aligned with "
+                                      f"candidates {name!r}")
                 values = col.values[like(keep, col.values)]  # stays on the column's device
-                out[col_name] = Ragged(values, like(new_off, values), validate=False)
-            else:
-                out[col_name] = col
+                col = Ragged(values, like(new_off, values), validate=False)
+            out[col_name] = col
         return Table(out, num_rows=table.num_rows)
 
     def to_config(self) -> dict[str, Any]:
         return {"filter_out": self.filter_out.column, "input_col": self.input_col}
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> FilterCandidates:
-        return cls(config["filter_out"], config.get("input_col"))
 
 
 def _keep_mask(cand: Ragged, filt: Ragged) -> tuple[np.ndarray, np.ndarray | None]:
@@ -126,8 +102,7 @@ def _keep_mask(cand: Ragged, filt: Ragged) -> tuple[np.ndarray, np.ndarray | Non
             return _isin_not(ckey, fkey), crow
     keep = np.ones(cv.size, dtype=bool)
     for r in range(co.size - 1):
-        a, b = co[r], co[r + 1]
-        keep[a:b] = np.isin(cv[a:b], fv[fo[r] : fo[r + 1]], invert=True)
+        keep[co[r]:co[r + 1]] = np.isin(cv[co[r]:co[r + 1]], fv[fo[r]:fo[r + 1]], invert=True)
     return keep, crow
 
 

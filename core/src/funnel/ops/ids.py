@@ -1,11 +1,8 @@
 """Unknown ids, handled per row: KnownIds marks and masks them, Fallback answers those rows.
 
-A request id outside the vocabulary (a user the feature store does not know, an id outside
-a model's embedding table) must never reach an embedding lookup — negative ids index from
-the end, large ids fail the whole batch inside the backend. ``KnownIds`` flags each row and
-replaces unknown ids by a safe ``fill`` id so the rest of the graph runs for every row;
-``Fallback`` then replaces those rows' answers by a fixed one (e.g. the most popular items)
-and says which rows got it in an output column.
+An id outside the vocabulary must never reach an embedding lookup (negative ids index from the
+end, large ids fail the whole batch inside the backend): it is replaced by a safe id, and its
+row's answer by a fixed one (docs/reference/builtin-ops.md).
 """
 
 from __future__ import annotations
@@ -13,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from funnel.casting import cast_lossless
 from funnel.errors import SchemaError
-from funnel.operator import Dependency
-from funnel.operator import Operator
+from funnel.operator import Dependency, Operator
+from funnel.ops.columns import strict_config
 from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table, like, to_numpy
 
@@ -27,37 +23,19 @@ __all__ = ["KnownIds", "Fallback"]
 
 
 class KnownIds(Operator):
-    """Flag, per row, whether ``column``'s id is known, and mask unknown ids with ``fill``.
+    """Flag per row in ``flag_col`` whether ``column``'s id is known, and replace unknown ids by ``fill``.
 
-    An id is known when it lies in ``valid_range`` (``[low, high)``, e.g. a model's embedding
-    table size; ``None``: no range check) and, when ``found_col`` is given, that bool column
-    is True for the row (e.g. QueryFeast's ``<view>_found``). Output: the input columns with
-    ``column``'s unknown ids replaced by ``fill`` (a valid id, e.g. a padding id), plus the
-    bool ``flag_col`` (True = known). ``found_col`` itself is not passed on. Never raises
-    for an id value: every row gets an answer downstream.
+    Known: inside ``valid_range`` ``[low, high)`` and, with ``found_col``, that bool column True. Never raises
+    for an id value (docs/reference/builtin-ops.md).
 
     ``checked = user_features >> KnownIds("user_id", found_col="user_features_found", fill=0)``
     """
 
     type_name = "funnel.KnownIds"
+    Config = strict_config(column=str, found_col=str | None, valid_range=list[int] | None, fill=int, flag_col=str)
 
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        column: str
-        found_col: str | None
-        valid_range: list[int] | None
-        fill: int
-        flag_col: str
-
-    def __init__(
-        self,
-        column: str,
-        found_col: str | None = None,
-        valid_range: Sequence[int] | None = None,
-        fill: int = 0,
-        flag_col: str = "known",
-    ) -> None:
+    def __init__(self, column: str, found_col: str | None = None, valid_range: Sequence[int] | None = None,
+                 fill: int = 0, flag_col: str = "known") -> None:
         if valid_range is not None:
             valid_range = [int(v) for v in valid_range]
             if len(valid_range) != 2 or valid_range[0] >= valid_range[1]:
@@ -66,11 +44,8 @@ class KnownIds(Operator):
                 raise SchemaError(f"KnownIds: fill={fill} must itself be a valid id in {valid_range}")
         if found_col is None and valid_range is None:
             raise SchemaError("KnownIds: give found_col (a bool 'found' column), valid_range, or both")
-        self.column = column
-        self.found_col = found_col
-        self.valid_range = valid_range
-        self.fill = int(fill)
-        self.flag_col = flag_col
+        self.column, self.found_col, self.valid_range = column, found_col, valid_range
+        self.fill, self.flag_col = int(fill), flag_col
 
     def compute_output_schema(self, input_schema: Schema) -> Schema:
         self.require(input_schema, [self.column], dtype_kinds="iu", list_column=False)
@@ -104,24 +79,14 @@ class KnownIds(Operator):
 class Fallback(Operator):
     """Answer the rows whose ``flag`` is False with fixed ``values``; say so in ``flag_output``.
 
-    ``flag`` is a dependency (a node such as ``checked["known"]``, a ColumnSelector or an
-    upstream column name) holding one bool per row. ``values`` maps output column → that
-    column's fallback for one row: a scalar for a one-value-per-row column, a list of ``k``
-    for a fixed-size ``(B, k)`` column (cast losslessly to the column's dtype). Every
-    upstream column must be given a value, so no row mixes a model's answer with filler.
-    Output: the upstream columns, and the bool ``flag_output`` (True = the fallback answer).
+    ``values`` covers every upstream column, so no row mixes a model's answer with filler
+    (docs/reference/builtin-ops.md).
 
     ``final = ordering >> Fallback(checked["known"], {"ordered_ids": popular[:10], ...})``
     """
 
     type_name = "funnel.Fallback"
-
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        flag: str
-        values: dict[str, Any]
-        flag_output: str
+    Config = strict_config(flag=str, values=dict[str, Any], flag_output=str)
 
     def __init__(self, flag: Any, values: Mapping[str, Any], flag_output: str = "fallback") -> None:
         if not isinstance(values, Mapping) or not values:
@@ -138,19 +103,17 @@ class Fallback(Operator):
         missing = [c.name for c in cols if c.name not in self.values]
         unknown = sorted(set(self.values) - {c.name for c in cols})
         if missing or unknown:
-            raise SchemaError(
-                f"Fallback: values must name exactly the upstream columns {[c.name for c in cols]}; "
-                f"missing {missing}, not upstream {unknown}"
-            )
+            raise SchemaError(f"Fallback: values must name exactly the upstream columns {[c.name for c in cols]}; "
+                              f"missing {missing}, not upstream {unknown}")
         arrays = {}
         for col in cols:
             if col.is_ragged or col.dtype == "str":
-                raise SchemaError(f"Fallback: column {col.name!r} ({col!r}) must be numeric, one value or a fixed-size list per row")
+                raise SchemaError(f"Fallback: column {col.name!r} ({col!r}) must be numeric, one value or a fixed-size "
+                                  "list per row")
             raw = np.asarray(self.values[col.name])
             if raw.shape != tuple(col.dims):
-                raise SchemaError(
-                    f"Fallback: the value for {col.name!r} has shape {raw.shape}; the column holds {tuple(col.dims)} per row"
-                )
+                raise SchemaError(f"Fallback: the value for {col.name!r} has shape {raw.shape}; the column holds "
+                                  f"{tuple(col.dims)} per row")
             if raw.dtype.kind == "b" and col.numpy_dtype.kind != "b":
                 raw = raw.astype(np.int64)
             arrays[col.name] = cast_lossless(raw, col.numpy_dtype, column=col.name, where="Fallback")
@@ -161,14 +124,14 @@ class Fallback(Operator):
 
     def transform(self, table: Table) -> Table:
         flag = self.flag.column
-        known = to_numpy(table[flag]).astype(bool).reshape(-1)
-        use = ~known
+        use = ~to_numpy(table[flag]).astype(bool).reshape(-1)
         out: dict[str, Any] = {}
         for name, col in table.items():
             if name == flag:
                 continue
             if isinstance(col, Ragged):
-                raise SchemaError(f"Fallback: column {name!r} is a list column of varying length; give fixed-size columns")
+                raise SchemaError(f"Fallback: column {name!r} is a list column of varying length; give fixed-size "
+                                  "columns")
             if use.any():
                 host = np.array(to_numpy(col), copy=True)
                 host[use] = self._arrays[name]
@@ -179,7 +142,3 @@ class Fallback(Operator):
 
     def to_config(self) -> dict[str, Any]:
         return {"flag": self.flag.column, "values": dict(self.values), "flag_output": self.flag_output}
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Fallback:
-        return cls(config["flag"], config["values"], config["flag_output"])

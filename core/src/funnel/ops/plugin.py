@@ -4,24 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from funnel import ops
 from funnel.hookspecs import hookimpl
 from funnel.operator import Operator
 
 
 @hookimpl
 def register_operators(register: Callable[[type[Operator]], None]) -> None:
-    """Register UnrollFeatures, FilterCandidates, the column operators Cast/AsType/Select/Rename
-    and the unknown-id operators KnownIds/Fallback."""
-    from funnel.ops import (  # noqa: PLC0415
-        AsType,
-        Cast,
-        Fallback,
-        FilterCandidates,
-        KnownIds,
-        Rename,
-        Select,
-        UnrollFeatures,
-    )
-
-    for op in (UnrollFeatures, FilterCandidates, Cast, AsType, Select, Rename, KnownIds, Fallback):
-        register(op)
+    """Register every operator of :mod:`funnel.ops`, in the order of its ``__all__``."""
+    for name in ops.__all__:
+        register(getattr(ops, name))

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from funnel.errors import SchemaError
-import msgspec
-
-from funnel.operator import Dependency
-from funnel.operator import Operator
+from funnel.operator import Dependency, Operator
+from funnel.ops.columns import strict_config
 from funnel.schema import Schema
 from funnel.table import Ragged, Table, like, to_numpy
 
@@ -21,23 +18,15 @@ __all__ = ["UnrollFeatures"]
 class UnrollFeatures(Operator):
     """Make every column candidate-aligned: one list per request row, one entry per candidate.
 
-    The upstream holds the candidates (``item_id_col``, a list column) and any per-candidate
-    features (list columns aligned with it). ``unroll_cols`` (a node, selector or names) are
-    per-request-row columns (user features); each value is repeated once per candidate of
-    its row and named ``unrolled_prefix + name``. The output's list columns all share the
-    candidate offsets, which is how downstream ordering regroups per request row.
+    The upstream holds the candidates ``item_id_col`` and aligned list columns; each ``unroll_cols``
+    column (a dependency) is repeated per candidate as ``unrolled_prefix + name``. All output columns
+    share the candidates' offsets (docs/reference/builtin-ops.md).
 
     ``combined = item_features >> UnrollFeatures("item_id", user_features[user_cols])``
     """
 
     type_name = "funnel.UnrollFeatures"
-
-    class Config(msgspec.Struct, forbid_unknown_fields=True):
-        """What ``to_config`` writes; checked strictly when an export is loaded."""
-
-        item_id_col: str
-        unroll_cols: list[str]
-        unrolled_prefix: str
+    Config = strict_config(item_id_col=str, unroll_cols=list[str], unrolled_prefix=str)
 
     def __init__(self, item_id_col: str, unroll_cols: Any, unrolled_prefix: str = "") -> None:
         if not isinstance(item_id_col, str):
@@ -46,44 +35,32 @@ class UnrollFeatures(Operator):
         self.unroll_cols = Dependency(unroll_cols)
         self.unrolled_prefix = unrolled_prefix
 
-    def _unroll_names(self, schema: Schema) -> list[str]:
-        return list(self.unroll_cols.columns or [])
-
     def compute_output_schema(self, input_schema: Schema) -> Schema:
-        (item,) = self.require(input_schema, [self.item_id_col], list_column=True)
-        unroll = self._unroll_names(input_schema)
-        self.require(input_schema, unroll)
+        self.require(input_schema, [self.item_id_col], list_column=True)
+        unroll = self.require(input_schema, self.unroll_cols.columns or [])
+        names = {c.name for c in unroll}
         out = []
         for col in input_schema:
-            if col.name in unroll:
+            if col.name in names:
                 continue
             if not col.is_list:
-                raise SchemaError(
-                    f"UnrollFeatures: upstream column {col.name!r} is not a list column; per-row "
-                    "columns must be passed as unroll_cols, candidate columns must be lists"
-                )
+                raise SchemaError(f"UnrollFeatures: upstream column {col.name!r} is not a list column; per-row "
+                                  "columns must be passed as unroll_cols, candidate columns must be lists")
             out.append(col if col.is_ragged else col.with_shape((None, *col.dims[1:])))
-        for name in unroll:
-            col = input_schema[name]
+        for col in unroll:
             if col.is_list and col.is_ragged:
-                raise SchemaError(
-                    f"UnrollFeatures: unroll column {name!r} is a ragged list per row; only scalar or "
-                    "fixed-shape per-row columns can be repeated per candidate"
-                )
-            new_name = self.unrolled_prefix + name
+                raise SchemaError(f"UnrollFeatures: unroll column {col.name!r} is a ragged list per row; only scalar "
+                                  "or fixed-shape per-row columns can be repeated per candidate")
+            new_name = self.unrolled_prefix + col.name
             if new_name in [c.name for c in out]:
-                raise SchemaError(
-                    f"UnrollFeatures: unrolled column {new_name!r} clashes with a candidate column; "
-                    "set unrolled_prefix"
-                )
+                raise SchemaError(f"UnrollFeatures: unrolled column {new_name!r} clashes with a candidate column; "
+                                  "set unrolled_prefix")
             out.append(col.with_name(new_name).as_list())
-        del item
         return Schema(out)
 
     def transform(self, table: Table) -> Table:
         unroll = self.unroll_cols.columns or []
         ids = Ragged.coerce(table[self.item_id_col], f"UnrollFeatures: column {self.item_id_col!r}")
-        lengths = ids.lengths
         out: dict[str, Any] = {}
         for name, col in table.items():
             if name in unroll:
@@ -95,30 +72,19 @@ class UnrollFeatures(Operator):
                     f"{self.item_id_col!r}; candidate features must align with the candidate ids"
                 )
             out[name] = Ragged(col.values, like(ids.offsets, col.values), validate=False)
-        lengths_np = to_numpy(lengths)
+        lengths = to_numpy(ids.lengths)
         gather = None
         for name in unroll:
             col = table[name]
             if type(col) is np.ndarray:
-                rep = np.repeat(col, lengths_np, axis=0)
+                rep = np.repeat(col, lengths, axis=0)
             else:  # cupy / torch: gather on the column's own device
                 if gather is None:  # candidate row → request row
-                    gather = np.repeat(np.arange(lengths_np.size), lengths_np)
+                    gather = np.repeat(np.arange(lengths.size), lengths)
                 rep = col[like(gather, col)]
             out[self.unrolled_prefix + name] = Ragged(rep, like(ids.offsets, rep), validate=False)
         return Table(out, num_rows=table.num_rows)
 
     def to_config(self) -> dict[str, Any]:
-        return {
-            "item_id_col": self.item_id_col,
-            "unroll_cols": list(self.unroll_cols.columns or []),
-            "unrolled_prefix": self.unrolled_prefix,
-        }
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> UnrollFeatures:
-        return cls(config["item_id_col"], list(config["unroll_cols"]), config.get("unrolled_prefix", ""))
-
-    def dependencies(self) -> dict[str, Dependency]:
-        return {"unroll_cols": self.unroll_cols}
-
+        return {"item_id_col": self.item_id_col, "unroll_cols": list(self.unroll_cols.columns or []),
+                "unrolled_prefix": self.unrolled_prefix}
