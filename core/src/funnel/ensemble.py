@@ -14,7 +14,7 @@ import msgspec
 from funnel.errors import ExportError
 from funnel.executor import LocalExecutor
 from funnel.files import FORMAT, GRAPH_FILE, artifact_dir_name, artifact_step, dumps_json, write_op_artifacts
-from funnel.graph import Graph, Node, check_graph_data
+from funnel.graph import Graph, check_graph_data
 from funnel.operator import Operator
 from funnel.registry import get_operator
 from funnel.schema import Schema
@@ -23,37 +23,29 @@ from funnel.table import Table
 __all__ = ["Ensemble", "load_operator", "checked_config"]
 
 
-def _dist_of(op: Operator) -> tuple[str | None, str | None]:
-    """The distribution (and version) that provides an operator's class, when known."""
-    module = type(op).__module__.split(".", 1)[0]
+def _version(distribution: str) -> str | None:
     try:
-        dists = importlib.metadata.packages_distributions().get(module, [])
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _requirement(op: Operator) -> dict[str, str | None]:
+    """The distribution (and version) that provides an operator's class, when known."""
+    try:
+        dists = importlib.metadata.packages_distributions().get(type(op).__module__.split(".", 1)[0], [])
     except Exception:  # noqa: BLE001
         dists = []
-    if not dists:
-        return None, None
-    name = dists[0]
-    try:
-        return name, importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return name, None
+    name = dists[0] if dists else None
+    return {"distribution": name, "version": _version(name) if name else None}
 
 
 def load_operator(
-    type_name: str,
-    config: dict[str, Any],
-    artifact_dir: Path | Callable[[Operator], Path],
-    distribution: str | None = None,
-    trust_code: bool | None = None,
-    where: str = "",
+    type_name: str, config: dict[str, Any], artifact_dir: Path | Callable[[Operator], Path],
+    distribution: str | None = None, trust_code: bool | None = None, where: str = "",
 ) -> Operator:
-    """Rebuild one operator: registry lookup by type name, ``from_config``, ``load_artifacts``.
-
-    ``artifact_dir`` is the directory, or a function of the rebuilt operator giving it. A
-    missing plugin raises PluginNotInstalled (``distribution`` is the pip hint recorded at export).
-    The config is validated strictly first (:func:`checked_config`); ``where`` (e.g. "node 3
-    of repo/funnel/1/funnel-graph.json") goes into its errors.
-    """
+    """Rebuild one operator: :func:`checked_config` (errors name ``where``), registry lookup (``distribution``:
+    the pip hint recorded at export), ``from_config``, ``load_artifacts`` (``artifact_dir``, or its result)."""
     config = checked_config(type_name, config, where, distribution=distribution, trust_code=trust_code)
     op = get_operator(type_name, distribution=distribution, trust_code=trust_code).from_config(config)
     directory = artifact_dir(op) if callable(artifact_dir) else artifact_dir
@@ -62,21 +54,11 @@ def load_operator(
 
 
 def checked_config(
-    type_name: str,
-    config: Any,
-    where: str = "",
-    distribution: str | None = None,
-    trust_code: bool | None = None,
+    type_name: str, config: Any, where: str = "", distribution: str | None = None, trust_code: bool | None = None
 ) -> dict[str, Any]:
-    """``config`` checked against the operator's declared config, before ``from_config`` runs.
-
-    An operator class that declares ``Config`` (a ``msgspec.Struct`` with
-    ``forbid_unknown_fields=True`` and no defaults) gets a typed check: a missing key, an
-    unknown key or a wrong type is an ExportError naming ``where``, the operator and the key —
-    nothing is defaulted at load. Without ``Config``, a class using the default
-    ``from_config`` (``cls(**config)``) is checked against its ``__init__`` signature
-    (unknown keys and missing required keys).
-    """
+    """``config`` checked strictly before ``from_config`` runs (docs/writing-a-plugin.md, "Strict config
+    checking"): against the class's ``Config`` Struct, else, with the default ``from_config``, against
+    its ``__init__``; an ExportError names ``where``, the operator and the key."""
     at = f"{where}: " if where else ""
     cls = get_operator(type_name, distribution=distribution, trust_code=trust_code)
     if not isinstance(config, dict):
@@ -90,16 +72,12 @@ def checked_config(
                 f"{at}{type_name} config is invalid: {exc} (the config was hand-edited or written by another "
                 "version; export the graph again)"
             ) from None
-        return config
-    if getattr(cls.from_config, "__func__", None) is getattr(Operator.from_config, "__func__", None):
+    elif getattr(cls.from_config, "__func__", None) is getattr(Operator.from_config, "__func__", None):
         params = inspect.signature(cls.__init__).parameters
         named = {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            unknown = sorted(set(config) - set(named))
-            if unknown:
-                raise ExportError(
-                    f"{at}{type_name} config has unknown key(s) {unknown}; it takes {sorted(named)}"
-                )
+        unknown = sorted(set(config) - set(named))
+        if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            raise ExportError(f"{at}{type_name} config has unknown key(s) {unknown}; it takes {sorted(named)}")
         missing = sorted(n for n, p in named.items() if p.default is p.empty and n not in config)
         if missing:
             raise ExportError(f"{at}{type_name} config is missing key(s) {missing}")
@@ -120,17 +98,12 @@ def _check_to_config(op: Operator, index: int) -> dict[str, Any]:
 
 
 class Ensemble:
-    """A graph bound to the request schema it serves.
-
-    ``Ensemble(output_node, request_schema)`` binds the graph (schema errors surface here),
-    ``transform()`` runs it in-process, ``save()``/``load()`` write and rebuild it without
-    pickle, and ``export()`` writes a Triton model repository.
-    """
+    """A graph bound to the request schema it serves (schema errors surface here): ``transform()`` runs it
+    in-process, ``save()``/``load()`` write and rebuild it without pickle, ``export()`` serves it."""
 
     def __init__(self, output_node: Any, request_schema: Schema | list[Any]) -> None:
-        if not isinstance(request_schema, Schema):
-            request_schema = Schema(request_schema)
-        self.graph = Graph(Node.coerce(output_node), request_schema)
+        schema = request_schema if isinstance(request_schema, Schema) else Schema(request_schema)
+        self.graph = Graph(output_node, schema)
         self._executor = LocalExecutor(self.graph)
 
     @property
@@ -144,32 +117,20 @@ class Ensemble:
         return self.graph.output_schema
 
     def transform(self, data: Any, validate: bool = True) -> Any:
-        """Run the graph in-process on a Table, a dict of columns, or a pandas DataFrame.
-
-        Returns the same kind it was given (a DataFrame for a DataFrame, else a Table).
-        """
-        table = Table.from_any(data, schema=self.input_schema)
-        out = self._executor.transform(table, validate=validate)
-        if type(data).__module__.startswith("pandas"):
-            return out.to_pandas()
-        return out
+        """Run the graph in-process on a Table, a dict of columns, or a pandas DataFrame; returns
+        the same kind it was given (a DataFrame for a DataFrame, else a Table)."""
+        out = self._executor.transform(Table.from_any(data, schema=self.input_schema), validate=validate)
+        return out.to_pandas() if type(data).__module__.startswith("pandas") else out
 
     # -- portable save / load -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The plain-data description written to ``funnel-graph.json``."""
-        required: dict[str, dict[str, Any]] = {}
-        for bound in self.graph.op_nodes:
-            op = bound.node.op
-            assert op is not None
-            dist, version = _dist_of(op)
-            required[op.type_name] = {"distribution": dist, "version": version}
+        op_nodes = self.graph.op_nodes
         return {
             "format": FORMAT,
-            "funnel_version": _core_version(),
-            "graph": self.graph.to_dict(
-                {b.index: _check_to_config(b.node.op, b.index) for b in self.graph.op_nodes}  # type: ignore[arg-type]
-            ),
-            "operators": required,
+            "funnel_version": _version("funnel"),
+            "graph": self.graph.to_dict({b.index: _check_to_config(b.node.op, b.index) for b in op_nodes}),
+            "operators": {b.node.op.type_name: _requirement(b.node.op) for b in op_nodes},
         }
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -185,24 +146,16 @@ class Ensemble:
     def write_artifacts(self, root: Path) -> None:
         """Call ``save_artifacts`` of every operator into ``root/<index>_<Name>/``."""
         for bound in self.graph.op_nodes:
-            op = bound.node.op
-            assert op is not None
-            write_op_artifacts(op, root / artifact_dir_name(bound.index, op))
+            write_op_artifacts(bound.node.op, root / artifact_dir_name(bound.index, bound.node.op))
         if root.exists() and not any(root.iterdir()):
             root.rmdir()
 
     @classmethod
     def load(cls, path: str | Path, freeze_gc: bool = False, trust_code: bool | None = None) -> Ensemble:
-        """Rebuild an ensemble written by :meth:`save` (or an exported model's directory).
-
-        Operators are found through the registry by type name; a missing plugin raises
-        PluginNotInstalled naming the pip distribution. ``freeze_gc`` moves everything
-        loaded so far out of the garbage collector's sight (cuts tail latency of servers).
-        ``trust_code=True`` (or ``FUNNEL_TRUST_CODE=1``) lets ``module:Name`` operator types
-        that no plugin registers be imported (docs/reliability.md); by default they are refused.
-        """
-        path = Path(path)
-        graph_file = path / GRAPH_FILE
+        """Rebuild an ensemble written by :meth:`save` (or an exported model's directory). ``freeze_gc``
+        hides all loaded from the garbage collector (tail latency); ``trust_code=True`` (or
+        ``FUNNEL_TRUST_CODE=1``) allows ``module:Name`` operator types no plugin registers (docs/reliability.md)."""
+        graph_file = Path(path) / GRAPH_FILE
         if not graph_file.is_file():
             raise ExportError(f"{graph_file} not found: not a funnel graph directory")
         try:
@@ -211,41 +164,32 @@ class Ensemble:
             raise ExportError(f"{graph_file} is not valid JSON: {exc}") from exc
         if data.get("format") != FORMAT:
             raise ExportError(f"{graph_file}: unsupported format {data.get('format')!r}, expected {FORMAT!r}")
-        return cls.from_dict(data, path / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code, source=str(graph_file))
+        return cls.from_dict(
+            data, graph_file.parent / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code, source=str(graph_file)
+        )
 
     @classmethod
     def from_dict(
         cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False, trust_code: bool | None = None,
         source: str = "the graph description",
     ) -> Ensemble:
-        """Rebuild from :meth:`to_dict` output and an artifact directory.
-
-        The description is checked first (:func:`funnel.graph.check_graph_data`: node
-        entries, parent indexes) and every operator config strictly (:func:`checked_config`);
-        errors name ``source``, the node and the key.
-        """
+        """Rebuild from :meth:`to_dict` output and an artifact directory, checked first
+        (:func:`funnel.graph.check_graph_data`, :func:`checked_config`: errors name ``source`` and the node)."""
         if not isinstance(data, dict) or not isinstance(data.get("graph"), dict):
             raise ExportError(f"{source}: no 'graph' object; not a funnel graph description")
-        graph_data = data["graph"]
-        check_graph_data(graph_data, source)
+        check_graph_data(data["graph"], source)
         hints = data.get("operators", {})
         ops: dict[int, Operator] = {}
-        for entry in graph_data["nodes"]:
-            if entry["kind"] != "op":
-                continue
-            type_name = entry["op"]["type"]
-            ops[entry["index"]] = load_operator(
-                type_name,
-                entry["op"]["config"],
-                lambda op, index=entry["index"]: artifact_root / artifact_dir_name(index, op),
-                distribution=(hints.get(type_name) or {}).get("distribution"),
-                trust_code=trust_code,
-                where=f"{source}, node {entry['index']}",
+        for entry in (e for e in data["graph"]["nodes"] if e["kind"] == "op"):
+            index, type_name = entry["index"], entry["op"]["type"]
+            ops[index] = load_operator(
+                type_name, entry["op"]["config"], lambda op, index=index: artifact_root / artifact_dir_name(index, op),
+                distribution=(hints.get(type_name) or {}).get("distribution"), trust_code=trust_code,
+                where=f"{source}, node {index}",
             )
-        graph = Graph.from_dict(graph_data, ops)
         ens = cls.__new__(cls)
-        ens.graph = graph
-        ens._executor = LocalExecutor(graph)
+        ens.graph = Graph.from_dict(data["graph"], ops)
+        ens._executor = LocalExecutor(ens.graph)
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -272,12 +216,3 @@ class Ensemble:
     def __repr__(self) -> str:
         ops = " → ".join(b.node.label for b in self.graph.op_nodes)
         return f"Ensemble({self.input_schema.column_names} → {ops} → {self.output_schema.column_names})"
-
-
-def _core_version() -> str | None:
-    try:
-        return importlib.metadata.version("funnel")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-

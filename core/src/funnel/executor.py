@@ -12,31 +12,23 @@ from funnel.table import Ragged, Table
 
 __all__ = ["LocalExecutor", "validate_request", "apply_operator", "run_lifted"]
 
-
 def validate_request(table: Table, schema: Schema) -> Table:
-    """Check a request table against the request schema; returns it restricted to the schema.
-
-    Columns the schema does not name are dropped (not an error). Raises RequestError naming
-    a missing column, a list/scalar mismatch or a dtype that cannot be cast losslessly.
-    """
+    """``table`` checked against the request schema and restricted to it (other columns are dropped); a
+    RequestError names a missing column, a list/scalar mismatch or a dtype not losslessly castable."""
     missing = [n for n in schema.column_names if n not in table]
     if missing:
-        raise RequestError(
-            f"request is missing column(s) {missing}; the graph expects {schema.column_names}"
-        )
+        raise RequestError(f"request is missing column(s) {missing}; the graph expects {schema.column_names}")
     out: dict[str, Any] = {}
     for col in schema:
         value = table[col.name]
         if col.is_list and col.is_ragged and not isinstance(value, Ragged):
-            if getattr(value, "ndim", 0) >= 2:
-                value = Ragged.from_dense(value)
-            else:
+            if getattr(value, "ndim", 0) < 2:
                 raise RequestError(f"request column {col.name!r} must be a list column (one list per row)")
+            value = Ragged.from_dense(value)
         if not col.is_list and isinstance(value, Ragged):
             raise RequestError(f"request column {col.name!r} must hold one value per row, got lists")
         arr = value.values if isinstance(value, Ragged) else value
-        want = col.numpy_dtype
-        kind = getattr(arr.dtype, "kind", None)
+        want, kind = col.numpy_dtype, getattr(arr.dtype, "kind", None)
         if want.kind == "O":
             if kind not in ("O", "U", "S"):
                 raise RequestError(f"request column {col.name!r} must hold strings, got {arr.dtype}")
@@ -51,23 +43,16 @@ def validate_request(table: Table, schema: Schema) -> Table:
 
 
 class LocalExecutor:
-    """Runs a :class:`funnel.graph.Graph` in the current process.
-
-    Each node is computed once per call and its output shared by every consumer (Merlin
-    recomputed shared upstream steps per consumer).
-    """
+    """Runs a :class:`funnel.graph.Graph` in the current process: each node once per call, its output
+    shared by every consumer (Merlin recomputed shared upstream steps per consumer)."""
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         # per node, resolved once (not per request): parent result indices and column names
         self._plan = [
-            (
-                bound,
-                [graph.bound(p).index for p in bound.node.parents],
-                bound.input_schema.column_names,
-                bound.output_schema.column_names,
-            )
-            for bound in graph.nodes
+            (b, [graph.bound(p).index for p in b.node.parents], b.input_schema.column_names,
+             b.output_schema.column_names)
+            for b in graph.nodes
         ]
         self._output_index = graph.bound(graph.output_node).index
 
@@ -83,31 +68,22 @@ class LocalExecutor:
     def _run_node(
         self, bound: BoundNode, request: Table, parents: list[Table], in_names: list[str], out_names: list[str]
     ) -> Table:
-        node = bound.node
-        if node.kind == "select":
-            source = parents[0] if parents else request
-            return source.select(out_names)
-        if node.kind == "concat":
-            merged = parents[0]
-            for t in parents[1:]:
-                merged = merged.with_columns(t)
-            return merged.select(out_names)
-        if node.kind == "drop":
-            return parents[0].select(out_names)
-        op = node.op
-        assert op is not None
-        inputs = parents[0]
+        kind = bound.node.kind
+        if kind in ("select", "drop"):
+            return (parents[0] if parents else request).select(out_names)
+        merged = parents[0]  # concat, or an op's upstream columns and then its dependencies'
         for t in parents[1:]:
-            inputs = inputs.with_columns(t)
-        if inputs.column_names != in_names:
-            inputs = inputs.select(in_names)
-        return apply_operator(op, inputs, bound.lifted, out_names, f"node {bound.index}")
+            merged = merged.with_columns(t)
+        if kind == "concat":
+            return merged.select(out_names)
+        if merged.column_names != in_names:
+            merged = merged.select(in_names)
+        return apply_operator(bound.node.op, merged, bound.lifted, out_names, f"node {bound.index}")
 
 
 def apply_operator(op: Any, inputs: Table, lifted: bool, out_names: list[str], where: str = "") -> Table:
-    """Run one operator on its input table (row-wise over candidate lists when ``lifted``) and
-    check what it returned: the promised columns, one row per request row. Backend errors
-    become OperatorError naming the operator (and ``where``, e.g. its node)."""
+    """Run one operator (over candidate lists when ``lifted``) and check it returned the promised columns,
+    one row per request row; a backend error becomes OperatorError naming the operator and ``where``."""
     try:
         out = run_lifted(op, inputs) if lifted else op.transform(inputs)
     except FunnelError:
@@ -130,22 +106,19 @@ def apply_operator(op: Any, inputs: Table, lifted: bool, out_names: list[str], w
 
 def run_lifted(op: Any, table: Table) -> Table:
     """Run a row-wise operator over candidate-aligned list columns (docs/architecture.md)."""
-    offsets = None
-    first = None
-    flat: dict[str, Any] = {}
+    first: Ragged | None = None
     for name, col in table.items():
         if not isinstance(col, Ragged):
             raise SchemaError(f"{op.label}: column {name!r} must be a list column like the others")
         if first is None:
-            first, offsets = col, col.offsets
+            first = col
         elif not first.same_offsets(col):
             raise SchemaError(
                 f"{op.label}: list columns {table.column_names[0]!r} and {name!r} are not aligned "
                 "(different list lengths per row); unroll them with UnrollFeatures first"
             )
-        flat[name] = col.values
-    n_values = first.values.shape[0] if first is not None else 0
-    out = op.transform(Table(flat))
+    offsets, n_values = (first.offsets, first.values.shape[0]) if first is not None else (None, 0)
+    out = op.transform(Table({name: col.values for name, col in table.items()}))
     if not isinstance(out, Table):
         raise SchemaError(f"{op.label}.transform must return a Table, got {type(out).__name__}")
     wrapped: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from funnel.errors import ExportError, SchemaError
@@ -15,41 +16,31 @@ from funnel.selector import ColumnSelector
 # they stay importable from here, where plugins written against earlier versions look for them.
 __all__ = ["Graph", "BoundNode", "check_graph_data", "Node", "Dependency", "set_callable_adapter"]
 
+
+@dataclass(slots=True, eq=False, repr=False)
 class BoundNode:
     """A node with its input and output schemas resolved against a request schema."""
 
-    __slots__ = ("node", "index", "input_schema", "output_schema", "lifted")
-
-    def __init__(self, node: Node, index: int, input_schema: Schema, output_schema: Schema, lifted: bool) -> None:
-        self.node = node
-        self.index = index
-        self.input_schema = input_schema
-        self.output_schema = output_schema
-        #: a row-wise op running over candidate-aligned list columns
-        self.lifted = lifted
+    node: Node
+    index: int
+    input_schema: Schema
+    output_schema: Schema
+    #: a row-wise op running over candidate-aligned list columns
+    lifted: bool
 
 
 def _bound_copy(node: Node) -> Node:
-    """An op node for one graph: a shallow copy of its operator with its own Dependency objects.
-
-    Binding resolves dependency columns; doing that on the copy leaves the user's operator
-    untouched, so one operator instance can be used in several graphs (heavy state such as an
-    index or a model is shared, not copied).
-    """
+    """An op node for one graph: a shallow copy of its operator with its own Dependency objects, which
+    binding resolves, so one operator serves several graphs (an index or a model is shared, not copied)."""
     op = copy.copy(node.op)
-    state = getattr(op, "__dict__", None)
-    if state is not None:
-        for name, value in list(state.items()):
-            if isinstance(value, Dependency):
-                state[name] = Dependency(value)
+    state = getattr(op, "__dict__", {})
+    state.update({name: Dependency(value) for name, value in state.items() if isinstance(value, Dependency)})
     return Node("op", node.parents, op=op)
 
 
 def _lifted(op: Operator, schema: Schema) -> bool:
-    """The lifting rule (docs/architecture.md): an operator declaring ``rowwise = True`` is run
-    over candidate lists — on the flattened candidates, outputs regrouped per row — when every
-    input column is a ragged list; over scalar columns it runs as is. A mix is refused here,
-    at bind time, because neither reading is right."""
+    """The lifting rule (docs/architecture.md): a ``rowwise`` op runs lifted when every input column is a
+    ragged list, as is over scalars; a mix is refused here, at bind time: neither reading is right."""
     if not op.rowwise or len(schema) == 0:
         return False
     ragged = [c.name for c in schema if c.is_list and c.is_ragged]
@@ -67,12 +58,8 @@ _NODE_KINDS = ("select", "op", "concat", "drop")
 
 
 def check_graph_data(data: Any, source: str = "the graph description") -> None:
-    """Check the structure of :meth:`Graph.to_dict` output before anything is rebuilt.
-
-    Raises ExportError naming ``source``, the node and what is wrong: a node entry without
-    ``index``/``kind``/``parents``, an unknown kind, a parent or dependency index that is not
-    an earlier node, an op entry without ``type``/``config``, a missing ``output`` node.
-    """
+    """Check the structure of :meth:`Graph.to_dict` output before anything is rebuilt: an ExportError
+    names ``source``, the node and what is wrong (a missing key or kind, an index not of an earlier node)."""
     def fail(what: str) -> ExportError:
         return ExportError(f"{source}: {what} (the file was hand-edited or is corrupt; export the graph again)")
 
@@ -101,8 +88,7 @@ def check_graph_data(data: Any, source: str = "the graph description") -> None:
         for parent in parents:
             if parent not in seen:
                 raise fail(
-                    f"node {index} names parent {parent!r}, which is not an earlier node "
-                    f"(nodes so far: {sorted(seen)})"
+                    f"node {index} names parent {parent!r}, which is not an earlier node (nodes so far: {sorted(seen)})"
                 )
         if kind == "op":
             op = entry.get("op")
@@ -126,7 +112,8 @@ class Graph:
         self.request_schema = request_schema
         self.nodes: list[BoundNode] = []
         self._by_id: dict[int, BoundNode] = {}
-        self._bind()
+        for index, node in enumerate(self._topological()):
+            self._bind(index, node)
 
     def __iter__(self) -> Any:
         return iter(self.nodes)
@@ -146,83 +133,48 @@ class Graph:
         return [b for b in self.nodes if b.node.kind == "op"]
 
     def _topological(self) -> list[Node]:
+        """Depth-first, parents in order (an explicit stack: deep graphs need no recursion)."""
         order: list[Node] = []
-        state: dict[int, int] = {}
+        state: dict[int, int] = {}  # node id → 1 while its parents are visited, 2 once placed
         stack: list[tuple[Node, bool]] = [(self.output_node, False)]
         while stack:
             node, done = stack.pop()
             if done:
-                if state.get(node.id) != 2:
-                    state[node.id] = 2
-                    order.append(node)
-                continue
-            if state.get(node.id) == 2:
-                continue
-            if state.get(node.id) == 1:
+                state[node.id] = 2
+                order.append(node)
+            elif state.get(node.id) == 1:
                 raise SchemaError(f"the graph has a cycle through {node.label}")
-            state[node.id] = 1
-            stack.append((node, True))
-            for parent in reversed(node.parents):
-                if state.get(parent.id) != 2:
-                    stack.append((parent, False))
+            elif state.get(node.id) != 2:
+                state[node.id] = 1
+                stack.append((node, True))
+                stack.extend((p, False) for p in reversed(node.parents) if state.get(p.id) != 2)
         return order
 
-    def _bind(self) -> None:
-        for index, node in enumerate(self._topological()):
-            parents = [self._by_id[p.id].output_schema for p in node.parents]
-            if node.kind == "select":
-                source = parents[0] if parents else self.request_schema
-                where = f"selecting from {node.parents[0].label}" if parents else "selecting from the request"
-                assert node.selector is not None
-                in_schema = source
-                out = node.selector.resolve(source, where=where)
-                lifted = False
-            elif node.kind == "concat":
-                in_schema = Schema()
-                for s in parents:
-                    in_schema = in_schema + s
-                out, lifted = in_schema, False
-            elif node.kind == "drop":
-                names = node.selector.names if node.selector is not None else tuple(parents[1].column_names)
-                in_schema = parents[0]
-                out, lifted = parents[0].excluding_by_name(names), False
-            elif node.kind == "op":
-                original = node
-                node = _bound_copy(node)
-                in_schema, out, lifted = self._bind_op(node, parents)
-            else:  # pragma: no cover - constructed only by this module
-                raise SchemaError(f"unknown node kind {node.kind!r}")
-            bound = BoundNode(node, index, in_schema, out, lifted)
-            self.nodes.append(bound)
-            self._by_id[node.id] = bound
-            if node.kind == "op":
-                self._by_id[original.id] = bound  # the user's node finds its bound copy
+    def _bind(self, index: int, node: Node) -> None:
+        user_node = node
+        parents = [self._by_id[p.id].output_schema for p in node.parents]
+        in_schema, lifted = parents[0] if parents else self.request_schema, False
+        if node.kind == "select":
+            where = f"selecting from {node.parents[0].label}" if parents else "selecting from the request"
+            out = node.selector.resolve(in_schema, where=where)  # type: ignore[union-attr]
+        elif node.kind == "concat":
+            in_schema = out = sum(parents, Schema())
+        elif node.kind == "drop":
+            names = node.selector.names if node.selector is not None else parents[1].column_names
+            out = in_schema.excluding_by_name(names)
+        elif node.kind == "op":
+            node = _bound_copy(node)
+            in_schema, out, lifted = self._bind_op(node.op, parents)  # type: ignore[arg-type]
+        else:  # pragma: no cover - constructed only by this module
+            raise SchemaError(f"unknown node kind {node.kind!r}")
+        bound = BoundNode(node, index, in_schema, out, lifted)
+        self.nodes.append(bound)
+        self._by_id[node.id] = self._by_id[user_node.id] = bound  # the user's op node finds its bound copy
 
-    def _bind_op(self, node: Node, parents: list[Schema]) -> tuple[Schema, Schema, bool]:
-        op = node.op
-        assert op is not None
-        in_schema = parents[0]
-        dep_iter = iter(parents[1:])
+    def _bind_op(self, op: Operator, parents: list[Schema]) -> tuple[Schema, Schema, bool]:
+        in_schema, dep_schemas = parents[0], iter(parents[1:])
         for name, dep in op.dependencies().items():
-            if dep.node is not None:
-                dep_schema = next(dep_iter)
-                if dep.columns is None:
-                    dep.columns = dep_schema.column_names
-                try:
-                    dep_cols = dep_schema.select_by_name(dep.columns)
-                except SchemaError:
-                    raise SchemaError(
-                        f"{op.label}: dependency {name!r} needs column(s) {dep.columns}; "
-                        f"its node produces {dep_schema.column_names}"
-                    ) from None
-                clash = [c for c in dep_cols.column_names if c in in_schema and in_schema[c] != dep_cols[c]]
-                if clash:
-                    raise SchemaError(
-                        f"{op.label}: dependency {name!r} column(s) {clash} clash with upstream columns of "
-                        "the same name; rename one side (e.g. an output prefix)"
-                    )
-                in_schema = in_schema + dep_cols
-            else:
+            if dep.node is None:
                 missing = [c for c in dep.columns or [] if c not in in_schema]
                 if missing:
                     hint = (
@@ -234,13 +186,29 @@ class Graph:
                         f"{op.label}: dependency {name!r} names column(s) {missing} that are not among "
                         f"its upstream columns {in_schema.column_names}.{hint}"
                     )
+                continue
+            dep_schema = next(dep_schemas)
+            if dep.columns is None:
+                dep.columns = dep_schema.column_names
+            try:
+                dep_cols = dep_schema.select_by_name(dep.columns)
+            except SchemaError:
+                raise SchemaError(
+                    f"{op.label}: dependency {name!r} needs column(s) {dep.columns}; "
+                    f"its node produces {dep_schema.column_names}"
+                ) from None
+            clash = [c for c in dep_cols.column_names if c in in_schema and in_schema[c] != dep_cols[c]]
+            if clash:
+                raise SchemaError(
+                    f"{op.label}: dependency {name!r} column(s) {clash} clash with upstream columns of "
+                    "the same name; rename one side (e.g. an output prefix)"
+                )
+            in_schema = in_schema + dep_cols
         lifted = _lifted(op, in_schema)
         try:
+            out = op.compute_output_schema(Schema([c.element() for c in in_schema]) if lifted else in_schema)
             if lifted:
-                element = Schema([c.element() for c in in_schema])
-                out = Schema([c.as_list() for c in op.compute_output_schema(element)])
-            else:
-                out = op.compute_output_schema(in_schema)
+                out = Schema([c.as_list() for c in out])
         except SchemaError:
             raise
         except Exception as exc:  # an implementation bug or a backend error: say where
@@ -252,24 +220,19 @@ class Graph:
     # -- serialization ------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], operators: Mapping[int, Operator]) -> Graph:
-        """Rebuild a graph from :meth:`to_dict` output and the already-rebuilt operators.
-
-        ``operators`` maps node index → operator (see ``funnel.ensemble.Ensemble.load``).
-        """
+        """Rebuild a graph from :meth:`to_dict` output and the rebuilt operators (node index → operator)."""
         nodes: dict[int, Node] = {}
         for entry in sorted(data["nodes"], key=lambda e: e["index"]):
             parents = [nodes[i] for i in entry["parents"]]
-            selector = (
-                ColumnSelector(entry["columns"], entry.get("tags")) if "columns" in entry else None
-            )
             if entry["kind"] == "op":
                 op = operators[entry["index"]]
+                dep_parents = entry.get("dep_parents", {})
                 for name, dep in op.dependencies().items():
-                    parent_index = entry.get("dep_parents", {}).get(name)
-                    if parent_index is not None:
-                        dep.node = nodes[parent_index]
+                    if dep_parents.get(name) is not None:
+                        dep.node = nodes[dep_parents[name]]
                 node = Node("op", parents, op=op)
             else:
+                selector = ColumnSelector(entry["columns"], entry.get("tags")) if "columns" in entry else None
                 node = Node(entry["kind"], parents, selector=selector)
             nodes[entry["index"]] = node
         return cls(nodes[data["output"]], Schema.from_dict(data["request_schema"]))
@@ -280,31 +243,18 @@ class Graph:
         nodes = []
         for b in self.nodes:
             n = b.node
-            entry: dict[str, Any] = {
-                "index": b.index,
-                "kind": n.kind,
-                "parents": [ids[p.id] for p in n.parents],
-                "output_schema": b.output_schema.to_dict(),
-            }
+            entry: dict[str, Any] = {"index": b.index, "kind": n.kind, "parents": [ids[p.id] for p in n.parents]}
+            entry["output_schema"] = b.output_schema.to_dict()
             if n.selector is not None:
                 entry["columns"] = list(n.selector.names)
                 if n.selector.tags:
                     entry["tags"] = list(n.selector.tags)
             if n.kind == "op":
-                assert n.op is not None
-                entry["op"] = {
-                    "type": n.op.type_name,
-                    "config": (op_configs or {}).get(b.index, n.op.to_config()),
-                    "dependencies": {k: d.columns for k, d in n.op.dependencies().items()},
-                }
-                entry["dep_parents"] = {
-                    k: ids[d.node.id] for k, d in n.op.dependencies().items() if d.node is not None
-                }
+                deps = n.op.dependencies()
+                entry["op"] = {"type": n.op.type_name, "config": (op_configs or {}).get(b.index, n.op.to_config())}
+                entry["op"]["dependencies"] = {k: d.columns for k, d in deps.items()}
+                entry["dep_parents"] = {k: ids[d.node.id] for k, d in deps.items() if d.node is not None}
                 entry["input_schema"] = b.input_schema.to_dict()
                 entry["lifted"] = b.lifted
             nodes.append(entry)
-        return {
-            "request_schema": self.request_schema.to_dict(),
-            "output": ids[self.output_node.id],
-            "nodes": nodes,
-        }
+        return {"request_schema": self.request_schema.to_dict(), "output": ids[self.output_node.id], "nodes": nodes}

@@ -1,9 +1,5 @@
-"""The operator protocol every graph step implements, and the composition it takes part in.
-
-``Operator`` (built-ins, plugins, user code), ``Dependency`` (another branch an operator
-reads) and ``Node`` (what ``>>``, ``+``, ``-`` and ``[cols]`` build) live together because
-``columns >> operator`` needs both sides. Binding a composed graph is :mod:`funnel.graph`.
-"""
+"""The operator protocol, and the composition it takes part in: ``Operator``, ``Dependency`` and ``Node``
+live together because ``columns >> operator`` needs both sides. Binding a graph is :mod:`funnel.graph`."""
 
 from __future__ import annotations
 
@@ -23,12 +19,8 @@ __all__ = ["Operator", "NativeTritonModel", "Dependency", "Node", "set_callable_
 
 
 class NativeTritonModel(msgspec.Struct, kw_only=True):
-    """How an operator is served by a native Triton backend in ensemble mode.
-
-    ``write(version_dir)`` on the operator writes ``artifact`` (e.g. ``model.savedmodel``)
-    inside the model version directory; the exporter writes ``config.pbtxt`` from the rest.
-    ``inputs``/``outputs`` map funnel column names → the backend's tensor names.
-    """
+    """How an operator is served by a native Triton backend in ensemble mode (docs/serving.md):
+    ``write_native_model`` writes ``artifact``; ``inputs``/``outputs`` map columns → tensor names."""
 
     platform: str | None = None  # e.g. "tensorflow_savedmodel"
     backend: str | None = None  # e.g. "tensorflow", "pytorch"
@@ -38,49 +30,37 @@ class NativeTritonModel(msgspec.Struct, kw_only=True):
     parameters: dict[str, str] = {}
 
 
-def _type_name_of(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
 class _OperatorMeta(type):
     def __rrshift__(cls, other: Any) -> Any:
         raise SchemaError(f"'>> {cls.__name__}' needs an operator instance: write '>> {cls.__name__}(...)'")
 
 
-class Operator(metaclass=_OperatorMeta):
-    """Base class of graph operators.
+#: numpy kind codes → the words :meth:`Operator.require` errors use
+_KIND_WORDS = {"i": "integer", "u": "unsigned integer", "f": "float", "b": "bool", "O": "string"}
 
-    Subclasses override :meth:`compute_output_schema` and :meth:`transform`, and, when they
-    have state, :meth:`to_config`/:meth:`from_config` and the artifact methods. Set
-    ``type_name`` to a stable ``"<namespace>.<Name>"`` when the operator is registered by a
-    plugin; unregistered subclasses are addressed by ``module:QualName``.
-    """
+
+class Operator(metaclass=_OperatorMeta):
+    """Base class of graph operators (docs/architecture.md, "The operator protocol"); a plugin's sets a
+    stable ``type_name = "<namespace>.<Name>"``, other subclasses are addressed by ``module:QualName``."""
 
     type_name: ClassVar[str] = ""
-    #: The lifting rule (docs/architecture.md): the op maps each row independently. Bound over
-    #: inputs that are all ragged lists it runs on the flattened candidate rows, outputs
-    #: regrouped; over scalars it runs as is; a mix is a SchemaError at bind time.
+    #: the op maps each row independently (the lifting rule, docs/architecture.md)
     rowwise: ClassVar[bool] = False
-    #: The op may return a different number of rows than it received (a serve-time Groupby:
-    #: N raw interaction rows → B sessions). The executor then skips its one-row-per-row
-    #: check, and the Triton runtime never merges requests of a dynamic batch through a graph
-    #: holding such an op, so rows of different requests are never combined.
+    #: the op may return another row count than it got (a serve-time Groupby: N interactions →
+    #: B sessions): the executor skips its one-row-per-row check and the Triton runtime never
+    #: merges the requests of a dynamic batch through it, so rows of requests never mix
     changes_rows: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "type_name" not in cls.__dict__ or not cls.__dict__["type_name"]:
-            cls.type_name = _type_name_of(cls)
+        if not cls.__dict__.get("type_name"):
+            cls.type_name = f"{cls.__module__}:{cls.__qualname__}"
 
-    # -- graph composition ----------------------------------------------------------------
     def __rrshift__(self, other: Any) -> Node:
         return Node.coerce(other) >> self
 
     def dependencies(self) -> dict[str, Dependency]:
-        """Other graph branches this operator reads, by attribute name.
-
-        The default finds every attribute holding a :class:`Dependency`.
-        """
+        """Other graph branches this operator reads, by attribute name (default: every Dependency attribute)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, Dependency)}
 
     @property
@@ -90,11 +70,8 @@ class Operator(metaclass=_OperatorMeta):
 
     # -- the protocol -------------------------------------------------------------------
     def compute_output_schema(self, input_schema: Schema) -> Schema:
-        """The schema this operator outputs for ``input_schema`` (upstream + dependency columns).
-
-        Raise :class:`funnel.errors.SchemaError` (see :meth:`require`) when an input is
-        missing or has the wrong dtype. The default passes the input through unchanged.
-        """
+        """The output schema for ``input_schema`` (upstream + dependency columns); the default passes it
+        through. Raise SchemaError (see :meth:`require`) for a missing or mistyped input."""
         return input_schema
 
     def transform(self, table: Table) -> Table:
@@ -126,18 +103,10 @@ class Operator(metaclass=_OperatorMeta):
 
     # -- helpers for implementers -------------------------------------------------------
     def require(
-        self,
-        schema: Schema,
-        columns: Iterable[str],
-        dtype_kinds: str | None = None,
-        list_column: bool | None = None,
+        self, schema: Schema, columns: Iterable[str], dtype_kinds: str | None = None, list_column: bool | None = None
     ) -> list[ColumnSchema]:
-        """Check that ``columns`` exist in ``schema`` (and their dtype kind / list-ness).
-
-        ``dtype_kinds`` is a string of numpy kind codes (``"iu"`` integers, ``"f"`` floats,
-        ``"b"`` bool, ``"O"`` strings). Raises SchemaError naming operator, column and the
-        available columns.
-        """
+        """Check that ``columns`` exist in ``schema``, of numpy dtype kinds ``dtype_kinds`` (``"iu"``, ``"f"``,
+        ``"b"``, ``"O"``: strings) and list-ness; a SchemaError names operator, column and available columns."""
         found: list[ColumnSchema] = []
         for name in columns:
             col = schema.get(name)
@@ -147,9 +116,9 @@ class Operator(metaclass=_OperatorMeta):
                     f"{schema.column_names}. Select it upstream or fix the column name."
                 )
             if dtype_kinds is not None and col.numpy_dtype.kind not in dtype_kinds:
+                kinds = " or ".join(_KIND_WORDS.get(k, k) for k in dtype_kinds)
                 raise SchemaError(
-                    f"{self.label}: column {name!r} has dtype {col.dtype}, expected "
-                    f"{_kind_words(dtype_kinds)}. Cast it upstream."
+                    f"{self.label}: column {name!r} has dtype {col.dtype}, expected {kinds}. Cast it upstream."
                 )
             if list_column is not None and col.is_list != list_column:
                 want = "a list column (one list per row)" if list_column else "a scalar column"
@@ -162,38 +131,28 @@ class Operator(metaclass=_OperatorMeta):
             cfg = self.to_config()
         except Exception:  # noqa: BLE001 - repr must never fail
             cfg = {}
-        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items())
-        return f"{type(self).__name__}({args})"
-
-
-def _kind_words(kinds: str) -> str:
-    words = {"i": "integer", "u": "unsigned integer", "f": "float", "b": "bool", "O": "string"}
-    return " or ".join(words.get(k, k) for k in kinds)
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
 
 
 _ids = itertools.count()
 
 #: at most one factory turning a plain function into an operator (``node >> function``)
 _CALLABLE_ADAPTER: list[Any] = []
+_NO_ADAPTER = (
+    "; `node >> function` needs a plugin that turns functions into operators (import funnel_workflow, whose "
+    "LambdaOp does)"
+)
 
 
 def set_callable_adapter(factory: Any) -> None:
-    """Let ``node >> function`` build ``factory(function)`` (an Operator).
-
-    funnel-workflow registers its ``LambdaOp`` here when imported, as NVTabular users write
-    ``col >> (lambda col: col + 1)``. Without an adapter, ``>>`` takes operators only.
-    """
+    """Let ``node >> function`` build ``factory(function)`` (an Operator): funnel-workflow registers
+    its ``LambdaOp``, as NVTabular users write ``col >> (lambda col: col + 1)``."""
     _CALLABLE_ADAPTER[:] = [factory]
 
 
 class Dependency:
-    """A reference, held by an operator, to columns produced by another graph branch.
-
-    Built from a :class:`Node` (``ranking["output_1"]``), a ColumnSelector (columns of the
-    request), or plain column name(s) (columns already among the operator's upstream
-    columns). A node or selector adds its columns to the operator's input. ``columns`` is filled in when
-    the graph is bound (or immediately, when names are known).
-    """
+    """Columns, held by an operator, of another graph branch (``ranking["output_1"]``), of the request (a
+    ColumnSelector) or of its upstream (names); ``columns`` is resolved at binding (docs/architecture.md)."""
 
     __slots__ = ("node", "columns")
 
@@ -205,7 +164,7 @@ class Dependency:
         elif isinstance(source, Node):
             self.node = source
             if source.kind == "select":
-                self.columns = list(source.selector.names)
+                self.columns = list(source.selector.names)  # type: ignore[union-attr]
         elif isinstance(source, ColumnSelector):
             # a selector (like a selection node without parent) reads from the request
             self.node = Node("select", selector=source)
@@ -233,28 +192,17 @@ class Dependency:
 
 
 class Node:
-    """A step of the graph. Build nodes with ``>>``, ``+``, ``-`` and ``[cols]``.
-
-    kinds: ``select`` (columns of the parent, or of the request when it has no parent),
-    ``op`` (an operator applied to the parent), ``concat``, ``drop``.
-    """
+    """A step of the graph, built with ``>>``, ``+``, ``-`` and ``[cols]``: of kind ``select`` (columns of
+    the parent, or of the request), ``op`` (an operator applied to the parent), ``concat`` or ``drop``."""
 
     __slots__ = ("id", "kind", "op", "parents", "selector")
 
     def __init__(
-        self,
-        kind: str,
-        parents: Iterable[Node] = (),
-        op: Operator | None = None,
+        self, kind: str, parents: Iterable[Node] = (), op: Operator | None = None,
         selector: ColumnSelector | None = None,
     ) -> None:
-        self.id = next(_ids)
-        self.kind = kind
-        self.op = op
-        self.parents = list(parents)
-        self.selector = selector
+        self.id, self.kind, self.op, self.parents, self.selector = next(_ids), kind, op, list(parents), selector
 
-    # -- construction -------------------------------------------------------------------
     @classmethod
     def coerce(cls, value: Any) -> Node:
         """Turn a node, selector, name or list of names into a node."""
@@ -262,10 +210,8 @@ class Node:
             return value
         if isinstance(value, ColumnSelector):
             return cls("select", selector=value)
-        if isinstance(value, str):
-            return cls("select", selector=ColumnSelector([value]))
-        if isinstance(value, (list, tuple)):
-            return cls("select", selector=ColumnSelector(list(value)))
+        if isinstance(value, (str, list, tuple)):
+            return cls("select", selector=ColumnSelector(value))
         raise SchemaError(
             f"cannot use {type(value).__name__} in a graph; use a node, a ColumnSelector or a list of column names"
         )
@@ -276,12 +222,7 @@ class Node:
         if not isinstance(op, Operator) and callable(op) and _CALLABLE_ADAPTER:
             op = _CALLABLE_ADAPTER[0](op)  # `node >> function` (funnel-workflow's LambdaOp)
         if not isinstance(op, Operator):
-            hint = (
-                "; `node >> function` needs a plugin that turns functions into operators "
-                "(import funnel_workflow, whose LambdaOp does)"
-                if callable(op)
-                else ""
-            )
+            hint = _NO_ADAPTER if callable(op) else ""
             raise SchemaError(f"'>>' takes an Operator instance, got {type(op).__name__}{hint}")
         deps = [d.node for d in op.dependencies().values() if d.node is not None]
         return Node("op", [self, *deps], op=op)
@@ -298,12 +239,10 @@ class Node:
     def __sub__(self, other: Any) -> Node:
         if isinstance(other, Node):
             return Node("drop", [self, other])
-        names = [other] if isinstance(other, str) else list(other)
-        return Node("drop", [self], selector=ColumnSelector(names))
+        return Node("drop", [self], selector=ColumnSelector(other if isinstance(other, str) else list(other)))
 
     def __getitem__(self, cols: str | Iterable[str]) -> Node:
-        names = [cols] if isinstance(cols, str) else list(cols)
-        return Node("select", [self], selector=ColumnSelector(names))
+        return Node("select", [self], selector=ColumnSelector(cols if isinstance(cols, str) else list(cols)))
 
     @property
     def label(self) -> str:
