@@ -25,11 +25,8 @@ class PluginNotInstalled(OperatorNotFound, ImportError):
 
 def operator_missing(type_name: str, dist: str | None, broken: str | None, known: list[str],
                      left_out: str | None) -> OperatorNotFound:
-    """The registry's error for an unknown ``type_name``: which plugin to fix or install, and how.
-
-    ``dist``: the distribution providing it, if known; ``broken``: the load error of its plugin;
-    ``left_out``: ``FUNNEL_LOAD_PLUGINS`` when that left an installed ``dist`` out.
-    """
+    """The registry's error for an unknown ``type_name``: ``dist`` provides it (if known), ``broken`` is that
+    plugin's load error, ``left_out`` the ``FUNNEL_LOAD_PLUGINS`` that left an installed ``dist`` out."""
     if dist is None:
         return OperatorNotFound(f"operator {type_name!r} is not available: {broken}. Fix or reinstall that plugin "
                                 "(or leave it out with FUNNEL_LOAD_PLUGINS)" if broken else

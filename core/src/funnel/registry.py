@@ -1,8 +1,6 @@
 """The plugin registry: one pluggy PluginManager; operators looked up by stable type name.
 
-Plugins are ``funnel.plugins`` entry points loaded on first use (``FUNNEL_LOAD_PLUGINS`` picks which);
-core's built-ins (:mod:`funnel.ops.plugin`) are a plugin like any other. A plugin whose import or
-hook raises gets that as its error (``funnel plugins`` shows it); the others are unaffected.
+Loading, ``FUNNEL_LOAD_PLUGINS`` and the per-plugin error isolation: docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -144,8 +142,7 @@ def plugins() -> list[PluginInfo]:
 
 
 def get_operator(type_name: str, distribution: str | None = None, trust_code: bool | None = None) -> type[Operator]:
-    """The operator class registered as ``type_name`` (``module:QualName``: :func:`funnel.trust.import_operator`);
-    else an error naming the plugin to fix or install (``distribution``: the hint an export recorded)."""
+    """The operator class registered as ``type_name`` (or ``module:QualName``), else why not and what to do."""
     ops = operators()
     if type_name in ops or ":" in type_name:
         return ops.get(type_name) or import_operator(type_name, trust_code)

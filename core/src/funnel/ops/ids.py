@@ -1,8 +1,7 @@
 """Unknown ids, handled per row: KnownIds marks and masks them, Fallback answers those rows.
 
-An id outside the vocabulary must never reach an embedding lookup (negative ids index from the
-end, large ids fail the whole batch inside the backend): it is replaced by a safe id, and its
-row's answer by a fixed one (docs/reference/builtin-ops.md).
+An unknown id must never reach an embedding lookup: negative ids index from the end, large ids fail
+the whole batch inside the backend.
 """
 
 from __future__ import annotations
@@ -53,8 +52,7 @@ class KnownIds(Operator):
             self.require(input_schema, [self.found_col], dtype_kinds="b", list_column=False)
         if self.flag_col in input_schema and self.flag_col != self.found_col:
             raise SchemaError(f"KnownIds: flag column {self.flag_col!r} already exists upstream; pass flag_col=...")
-        cols = [c for c in input_schema if c.name != self.found_col]
-        return Schema([*cols, ColumnSchema(self.flag_col, "bool")])
+        return Schema([*(c for c in input_schema if c.name != self.found_col), ColumnSchema(self.flag_col, "bool")])
 
     def transform(self, table: Table) -> Table:
         ids = table[self.column]

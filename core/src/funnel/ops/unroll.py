@@ -16,13 +16,9 @@ __all__ = ["UnrollFeatures"]
 
 
 class UnrollFeatures(Operator):
-    """Make every column candidate-aligned: one list per request row, one entry per candidate.
+    """Make every column candidate-aligned: ``unroll_cols`` repeated per candidate of ``item_id_col``.
 
-    The upstream holds the candidates ``item_id_col`` and aligned list columns; each ``unroll_cols``
-    column (a dependency) is repeated per candidate as ``unrolled_prefix + name``. All output columns
-    share the candidates' offsets (docs/reference/builtin-ops.md).
-
-    ``combined = item_features >> UnrollFeatures("item_id", user_features[user_cols])``
+    ``combined = item_features >> UnrollFeatures("item_id", user_features[user_cols])``; docs/reference/builtin-ops.md
     """
 
     type_name = "funnel.UnrollFeatures"
