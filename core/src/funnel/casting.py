@@ -9,6 +9,7 @@ Anything else raises the caller's error class, naming the column and where it ha
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -30,10 +31,7 @@ def check_castable(have: Any, want: Any) -> bool:
 
 
 def cast_lossless(arr: Any, want: Any, *, column: str, where: str = "", error: type[Exception] = SchemaError) -> Any:
-    """``arr`` (numpy, cupy or torch) as dtype ``want``, or ``error`` when a value would change.
-
-    ``column`` and ``where`` (an operator or "request") go into the message.
-    """
+    """``arr`` (numpy/cupy/torch) as ``want``, or ``error`` naming ``column`` and ``where`` if a value would change."""
     want, have = np.dtype(want), np.dtype(str(arr.dtype).replace("torch.", ""))
     if have == want:
         return arr
@@ -73,9 +71,7 @@ def cast_lossless(arr: Any, want: Any, *, column: str, where: str = "", error: t
 
 def _astype(arr: Any, want: np.dtype) -> Any:
     if type(arr).__module__.startswith("torch"):
-        import torch  # noqa: PLC0415
-
-        return arr.to(getattr(torch, want.name))
+        return arr.to(getattr(sys.modules["torch"], want.name))
     return arr.astype(want)
 
 

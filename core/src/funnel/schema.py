@@ -35,6 +35,8 @@ class Tags(str, enum.Enum):
 
 
 _STRING_NAMES = ("str", "string", "object", "bytes")
+# the fields in their JSON order; name and dtype are always written, the others when set
+_FIELDS = ("name", "dtype", "tags", "properties", "dims", "is_list", "is_ragged")
 
 
 def normalize_dtype(dtype: Any) -> str:
@@ -58,25 +60,10 @@ def _tag_value(tag: Any) -> str:
     return tag.value if isinstance(tag, enum.Enum) else str(tag)
 
 
-# the fields in their JSON order; name and dtype are always written, the others when set
-_FIELDS = ("name", "dtype", "tags", "properties", "dims", "is_list", "is_ragged")
-
-
 class ColumnSchema:
-    """One column: name, dtype, tags, properties and per-row shape ``dims`` (see docs/reference/schema.md).
-
-    ``dims`` is one row's shape without the batch dimension: ``()`` a scalar, ``(None,)`` a ragged list,
-    ``(10,)`` a fixed list or a vector; ``is_list``/``is_ragged`` follow from it unless given.
-    """
+    """One column: name, dtype, tags, properties, per-row shape ``dims`` (fields: docs/reference/schema.md)."""
 
     __slots__ = _FIELDS
-    name: str
-    dtype: str
-    tags: tuple[str, ...]
-    properties: dict[str, Any]
-    dims: tuple[int | None, ...]
-    is_list: bool
-    is_ragged: bool
 
     def __init__(
         self, name: str, dtype: Any = "float32", tags: Iterable[Any] = (), properties: dict[str, Any] | None = None,
@@ -88,10 +75,8 @@ class ColumnSchema:
             dims = (None,) if is_list or is_ragged else ()
         dims = tuple(None if d is None or d == -1 else int(d) for d in dims)
         tags = {_tag_value(t) for t in tags}
-        if is_list is None:
-            is_list = len(dims) >= 1 and not (properties or {}).get("embedding", False) and (
-                dims[0] is None or Tags.LIST.value in tags
-            )
+        if is_list is None:  # a first dimension of None, or a fixed one tagged "list"; never an embedding
+            is_list = bool(dims) and not (properties or {}).get("embedding") and (dims[0] is None or "list" in tags)
         if is_ragged is None:
             is_ragged = bool(is_list) and len(dims) >= 1 and dims[0] is None
         if is_ragged and not is_list:
@@ -193,10 +178,9 @@ class Schema:
         return dict(self._columns)
 
     def __getitem__(self, name: str) -> ColumnSchema:
-        try:
+        if name in self._columns:
             return self._columns[name]
-        except KeyError:
-            raise SchemaError(f"column {name!r} is not in the schema; available: {self.column_names}") from None
+        raise SchemaError(f"column {name!r} is not in the schema; available: {self.column_names}")
 
     def get(self, name: str, default: ColumnSchema | None = None) -> ColumnSchema | None:
         """The column named ``name`` or ``default``."""

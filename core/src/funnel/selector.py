@@ -12,11 +12,7 @@ __all__ = ["ColumnSelector"]
 
 
 class ColumnSelector:
-    """Selects columns by name and/or tag, in the order given.
-
-    ``["a", "b"] >> op`` is shorthand for ``ColumnSelector(["a", "b"]) >> op``: the columns
-    are taken from the request.
-    """
+    """Selects columns by name and/or tag, in the order given (``["a", "b"] >> op`` selects from the request)."""
 
     __slots__ = ("names", "tags")
 
@@ -38,8 +34,7 @@ class ColumnSelector:
             raise SchemaError(f"{where}: column(s) {missing} not found; available columns: {schema.column_names}")
         cols = [schema[n] for n in self.names]
         if self.tags:
-            seen = set(self.names)
-            cols += [c for c in schema.select_by_tag(self.tags) if c.name not in seen]
+            cols += [c for c in schema.select_by_tag(self.tags) if c.name not in self.names]
         return Schema(cols)
 
     def __add__(self, other: ColumnSelector | Iterable[str]) -> ColumnSelector:
