@@ -40,10 +40,9 @@ class Cast(Operator):
         for col in self.require(input_schema, list(self.dtypes)):
             want = self.dtypes[col.name]
             if col.dtype == "str" or want == "str" or not check_castable(col.numpy_dtype, np.dtype(want)):
-                raise SchemaError(
-                    f"{self.label}: column {col.name!r} has dtype {col.dtype}, which cannot be cast to {want} without "
-                    "losing values (allowed: integer ↔ integer, bool → number, integer → float, float → float)"
-                )
+                raise SchemaError(f"{self.label}: column {col.name!r} has dtype {col.dtype}, which cannot be cast to "
+                                  f"{want} without losing values (allowed: integer ↔ integer, bool → number, integer "
+                                  "→ float, float → float)")
         return Schema([col.with_dtype(self.dtypes[col.name]) if col.name in self.dtypes else col
                        for col in input_schema])
 

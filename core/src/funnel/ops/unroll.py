@@ -63,10 +63,8 @@ class UnrollFeatures(Operator):
                 continue
             col = Ragged.coerce(col, f"UnrollFeatures: column {name!r}")
             if not ids.same_offsets(col):
-                raise SchemaError(
-                    f"UnrollFeatures: column {name!r} has a different number of entries per row than "
-                    f"{self.item_id_col!r}; candidate features must align with the candidate ids"
-                )
+                raise SchemaError(f"UnrollFeatures: column {name!r} has a different number of entries per row than "
+                                  f"{self.item_id_col!r}; candidate features must align with the candidate ids")
             out[name] = Ragged(col.values, like(ids.offsets, col.values), validate=False)
         lengths = to_numpy(ids.lengths)
         gather = None
