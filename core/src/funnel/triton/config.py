@@ -1,11 +1,9 @@
-"""config.pbtxt writing (protobuf text format, deterministic)."""
+"""config.pbtxt writing (protobuf text format, deterministic) and checking against a loaded graph."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-
-
 from typing import Any
 
 from funnel.errors import ExportError
@@ -19,19 +17,20 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
+def _list(dims: Sequence[int]) -> str:
+    return f"[ {', '.join(str(d) for d in dims)} ]"
+
+
 def tensor_block(kind: str, specs: Sequence[TensorSpec], ragged_batch: bool = False,
                  reshape: Mapping[str, Sequence[int]] | None = None, batched: bool = True) -> str:
-    """``input [...]`` / ``output [...]`` entries for ``specs``.
-
-    ``batched=False`` (``max_batch_size: 0``) declares the leading request dimension of 1.
-    """
+    """``input [...]`` / ``output [...]`` entries for ``specs``; ``batched=False``
+    (``max_batch_size: 0``) declares the leading request dimension of 1."""
     entries = []
     for s in specs:
-        dims = s.dims if batched else (1, *s.dims)
         parts = [f"name: {_q(s.name)}", f"data_type: TYPE_{'STRING' if s.dtype == 'BYTES' else s.dtype}",
-                 f"dims: [ {', '.join(str(d) for d in dims)} ]"]
+                 f"dims: {_list(s.dims if batched else (1, *s.dims))}"]
         if reshape and s.name in reshape:
-            parts.append(f"reshape: {{ shape: [ {', '.join(str(d) for d in reshape[s.name])} ] }}")
+            parts.append(f"reshape: {{ shape: {_list(reshape[s.name])} }}")
         if ragged_batch and kind == "input":
             parts.append("allow_ragged_batch: true")
         entries.append("  {\n    " + "\n    ".join(parts) + "\n  }")
@@ -46,56 +45,36 @@ def parameters_block(params: Mapping[str, str]) -> str:
     )
 
 
-def instance_block(kind: str, count: int) -> str:
-    """``instance_group`` for ``kind`` "cpu" or "gpu"."""
-    k = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[kind]
-    return f"instance_group [\n  {{\n    count: {int(count)}\n    kind: {k}\n  }}\n]\n"
-
-
 def python_model_config(
-    name: str,
-    inputs: Sequence[TensorSpec],
-    outputs: Sequence[TensorSpec],
-    max_batch_size: int,
-    dynamic_batching: bool,
-    instance_kind: str,
-    instance_count: int,
-    parameters: Mapping[str, str] | None = None,
+    name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], max_batch_size: int,
+    dynamic_batching: bool, instance_kind: str, instance_count: int, parameters: Mapping[str, str] | None = None,
     max_queue_delay_us: int = 0,
 ) -> str:
-    """A Python-backend model's config.pbtxt."""
+    """A Python-backend model's config.pbtxt (``instance_kind`` "cpu" or "gpu")."""
+    batched = max_batch_size > 0
     text = f"name: {_q(name)}\nbackend: \"python\"\nmax_batch_size: {int(max_batch_size)}\n"
-    if dynamic_batching and max_batch_size > 0:
-        text += "dynamic_batching {\n" f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}\n" "}\n"
-    text += tensor_block("input", inputs, ragged_batch=max_batch_size > 0, batched=max_batch_size > 0)
-    text += tensor_block("output", outputs, batched=max_batch_size > 0)
-    text += instance_block(instance_kind, instance_count)
-    text += parameters_block(parameters or {})
-    return text
-
-
-
-
-def _config_tensors(entries: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
-    out = {}
-    for entry in entries or []:
-        dtype = str(entry.get("data_type", "")).removeprefix("TYPE_")
-        out[str(entry.get("name"))] = ("BYTES" if dtype == "STRING" else dtype, tuple(int(d) for d in entry.get("dims", [])))
-    return out
+    if dynamic_batching and batched:
+        text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {int(max_queue_delay_us)}\n}}\n"
+    text += tensor_block("input", inputs, ragged_batch=batched, batched=batched)
+    text += tensor_block("output", outputs, batched=batched)
+    kind = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[instance_kind]
+    text += f"instance_group [\n  {{\n    count: {int(instance_count)}\n    kind: {kind}\n  }}\n]\n"
+    return text + parameters_block(parameters or {})
 
 
 def check_model_config(model_config: Mapping[str, Any], input_schema: Schema, output_schema: Schema,
                        form: str = REQUEST, where: str = "config.pbtxt") -> None:
     """Check the graph a served model loaded against its config.pbtxt (as Triton hands it to
-    ``initialize``, JSON): every input and output tensor, its data type and dims.
-
-    A hand-edited or mismatched export (e.g. ``topk: 5`` in funnel-graph.json against a
-    config declaring 10) raises ExportError naming the tensor, instead of serving shapes the
-    config does not promise.
-    """
+    ``initialize``, JSON): every input and output tensor, its data type and dims. A hand-edited
+    or mismatched export raises ExportError naming the tensor, instead of serving shapes the
+    config does not promise."""
     batched = int(model_config.get("max_batch_size", 0) or 0) > 0
     for kind, schema in (("input", input_schema), ("output", output_schema)):
-        declared = _config_tensors(model_config.get(kind))
+        declared = {
+            str(e.get("name")): (str(e.get("data_type", "")).removeprefix("TYPE_").replace("STRING", "BYTES"),
+                                 tuple(int(d) for d in e.get("dims", [])))
+            for e in model_config.get(kind) or []
+        }
         wanted = {s.name: (s.dtype, s.dims if batched else (1, *s.dims)) for s in tensor_specs(schema, form=form)}
         missing = sorted(set(wanted) - set(declared))
         extra = sorted(set(declared) - set(wanted))

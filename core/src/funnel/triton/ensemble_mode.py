@@ -8,6 +8,7 @@ when it declares one (``Operator.native_triton_model()``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,11 @@ __all__ = ["write_ensemble_models"]
 Wiring = dict[str, dict[str, str]]
 
 
-def _request_wiring(schema: Schema) -> Wiring:
+def _wiring(specs: list[TensorSpec], prefix: str = "") -> Wiring:
+    """Which ensemble tensor (``prefix`` + spec name) carries each part of each column."""
     out: Wiring = {}
-    for spec in tensor_specs(schema):
-        out.setdefault(spec.column, {})[spec.part] = spec.name
+    for spec in specs:
+        out.setdefault(spec.column, {})[spec.part] = prefix + spec.name
     return out
 
 
@@ -43,73 +45,51 @@ def _restrict(w: Wiring, names: list[str], where: str) -> Wiring:
 
 
 def write_ensemble_models(
-    ensemble: Ensemble, graph_dict: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
-    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int = 0, native_backends: bool = True,
-    parameters: dict[str, str] | None = None,
+    ensemble: Ensemble, graph_dict: dict[str, Any], root: Path, name: str, version: int, instance_kind: str,
+    instance_count: int, max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int = 0,
+    native_backends: bool = True, parameters: dict[str, str] | None = None,
 ) -> list[str]:
     """Write every operator's model and the ensemble model under ``root``; returns model names."""
-
     graph = ensemble.graph
-    request = _request_wiring(graph.request_schema)
+    request = _wiring(tensor_specs(graph.request_schema))
     wiring: dict[int, Wiring] = {}
     steps: list[dict[str, Any]] = []
     models = [name]
     for bound in graph.nodes:
         node = bound.node
-        parents = [wiring[graph.bound(p).index] for p in node.parents]
-        out_names = bound.output_schema.column_names
-        if node.kind in ("select", "drop"):
-            source = parents[0] if parents else request
-            wiring[bound.index] = _restrict(source, out_names, node.label)
-            continue
         merged: Wiring = {}
-        for w in parents:
-            merged.update(w)
-        if node.kind == "concat":
-            wiring[bound.index] = _restrict(merged, out_names, node.label)
+        for p in node.parents:
+            merged.update(wiring[graph.bound(p).index])
+        if node.kind != "op":  # select, drop, concat: wiring only
+            wiring[bound.index] = _restrict(merged if node.parents else request, bound.output_schema.column_names,
+                                            node.label)
             continue
         op = node.op
         assert op is not None
         inputs = _restrict(merged, bound.input_schema.column_names, op.label)
         model = artifact_dir_name(bound.index, op)
         models.append(model)
-        model_dir = root / model
-        version_dir = model_dir / str(version)
+        version_dir = root / model / str(version)
         version_dir.mkdir(parents=True)
         native = op.native_triton_model() if native_backends else None
         if native is not None:
-            step, produced = _write_native(op, native, bound, model, model_dir, version_dir, inputs)
+            input_map, out_specs, wiring[bound.index] = _write_native(op, native, bound, model, version_dir, inputs)
+            python: dict[str, Any] = {}
         else:
             write_op_artifacts(op, version_dir / "artifacts")
             (version_dir / OP_FILE).write_bytes(dumps_json(op_document(graph_dict, bound.index)))
             (version_dir / "model.py").write_text(OP_SHIM)
-            in_specs = tensor_specs(bound.input_schema)
-            out_specs = tensor_specs(bound.output_schema)
-            config_args = {
-                "max_batch_size": max_batch_size, "dynamic_batching": dynamic_batching,
-                "instance_kind": instance_kind, "instance_count": instance_count,
-                "parameters": {"FUNNEL_DEVICE": instance_kind, **(parameters or {})},
-                "max_queue_delay_us": max_queue_delay_us,
-            }
-            (model_dir / "config.pbtxt").write_text(cfg.python_model_config(model, in_specs, out_specs, **config_args))
-            step = {
-                "model_name": model,
-                "input_map": {s.name: inputs[s.column][s.part] for s in in_specs},
-                "output_map": {s.name: f"{model}/{s.name}" for s in out_specs},
-                "_python": (model_dir, in_specs, out_specs, config_args),
-            }
-            produced = {}
-            for s in out_specs:
-                produced.setdefault(s.column, {})[s.part] = f"{model}/{s.name}"
-        steps.append(step)
-        wiring[bound.index] = produced
+            in_specs, out_specs = tensor_specs(bound.input_schema), tensor_specs(bound.output_schema)
+            input_map = {s.name: inputs[s.column][s.part] for s in in_specs}
+            wiring[bound.index] = _wiring(out_specs, f"{model}/")
+            python = {"_python": (in_specs, out_specs)}  # config.pbtxt written once the inputs are final
+        steps.append({"model_name": model, "input_map": input_map,
+                      "output_map": {s.name: f"{model}/{s.name}" for s in out_specs}, **python})
     final = wiring[graph.bound(graph.output_node).index]
-    rename: dict[str, str] = {}
     taken = {s.name for s in tensor_specs(graph.request_schema)}
-    out_specs = [
-        TensorSpec(OUTPUT_PREFIX + s.name if s.name in taken else s.name, s.dtype, s.dims, s.column, s.part)
-        for s in tensor_specs(graph.output_schema)
-    ]
+    out_specs = [replace(s, name=OUTPUT_PREFIX + s.name) if s.name in taken else s
+                 for s in tensor_specs(graph.output_schema)]
+    rename: dict[str, str] = {}
     for spec in out_specs:
         tensor = final[spec.column][spec.part]
         if tensor in rename or "/" not in tensor:
@@ -120,11 +100,19 @@ def write_ensemble_models(
             )
         rename[tensor] = spec.name
     for step in steps:
-        step["input_map"] = {k: rename.get(v, v) for k, v in step["input_map"].items()}
-        step["output_map"] = {k: rename.get(v, v) for k, v in step["output_map"].items()}
+        for key in ("input_map", "output_map"):
+            step[key] = {k: rename.get(v, v) for k, v in step[key].items()}
     _prune_unused(steps, graph.request_schema, set(rename.values()))
-    (root / name).mkdir()
-    (root / name / str(version)).mkdir()
+    config_args = {
+        "max_batch_size": max_batch_size, "dynamic_batching": dynamic_batching, "instance_kind": instance_kind,
+        "instance_count": instance_count, "parameters": {"FUNNEL_DEVICE": instance_kind, **(parameters or {})},
+        "max_queue_delay_us": max_queue_delay_us,
+    }
+    for step in steps:
+        if "_python" in step:
+            text = cfg.python_model_config(step["model_name"], *step.pop("_python"), **config_args)
+            (root / step["model_name"] / "config.pbtxt").write_text(text)
+    (root / name / str(version)).mkdir(parents=True)
     # the whole graph as data (Triton ignores it): `funnel graph REPO` draws ensemble-mode exports too
     (root / name / str(version) / GRAPH_FILE).write_bytes(dumps_json(graph_dict))
     (root / name / "config.pbtxt").write_text(_ensemble_config(name, graph, out_specs, steps, max_batch_size))
@@ -149,12 +137,10 @@ def _prune_unused(steps: list[dict[str, Any]], request_schema: Schema, outputs: 
             "every step runs on a native backend that cannot accept them. Drop them from the request schema "
             "or use mode='executor'"
         )
-    model_dir, in_specs, out_specs, config_args = python["_python"]
+    in_specs, out_specs = python["_python"]
     taken = {s.name for s in in_specs}
     extra = [s for s in unused if s.name not in taken]
-    (model_dir / "config.pbtxt").write_text(
-        cfg.python_model_config(python["model_name"], [*in_specs, *extra], out_specs, **config_args)
-    )
+    python["_python"] = ([*in_specs, *extra], out_specs)
     python["input_map"].update({s.name: s.name for s in extra})
 
 
@@ -172,57 +158,45 @@ def _ensemble_config(
     text += cfg.tensor_block("output", out_specs, batched=max_batch_size > 0)
     text += "ensemble_scheduling {\n  step [\n"
     text += ",\n".join(
-        "    {\n"
-        f"      model_name: {cfg._q(s['model_name'])}\n      model_version: -1\n"
-        + _map_block("input_map", s["input_map"]) + _map_block("output_map", s["output_map"])
-        + "    }"
+        f"    {{\n      model_name: {cfg._q(s['model_name'])}\n      model_version: -1\n"
+        + _map_block("input_map", s["input_map"]) + _map_block("output_map", s["output_map"]) + "    }"
         for s in steps
     )
     return text + "\n  ]\n}\n"
 
 
+def _native_specs(schema: Schema, names: dict[str, str], lifted: bool) -> list[TensorSpec]:
+    """One tensor per column (its element when lifted), named as the native backend names it."""
+    specs = []
+    for col in schema:
+        col = col.element() if lifted else col
+        (spec,) = column_specs(col)
+        specs.append(TensorSpec(names.get(col.name, col.name), spec.dtype, spec.dims, col.name, spec.part))
+    return specs
+
+
 def _write_native(
-    op: Any, native: NativeTritonModel, bound: BoundNode, model: str, model_dir: Path, version_dir: Path,
-    inputs: Wiring,
-) -> tuple[dict[str, Any], Wiring]:
+    op: Any, native: NativeTritonModel, bound: BoundNode, model: str, version_dir: Path, inputs: Wiring,
+) -> tuple[dict[str, str], list[TensorSpec], Wiring]:
     """A native-backend model (e.g. tensorflow_savedmodel): the operator writes its artifact;
     the config declares the backend's tensor names. Tensors keep funnel's leading request
     dimension on the wire and are reshaped to what the backend expects (flat candidate rows
-    for lifted operators)."""
+    for lifted operators). Returns the step's input map, its output tensors and their wiring."""
     op.write_native_model(version_dir)
-    in_schema = Schema([c.element() for c in bound.input_schema]) if bound.lifted else bound.input_schema
-    out_schema = Schema([c.element() for c in bound.output_schema]) if bound.lifted else bound.output_schema
-    in_specs: list[TensorSpec] = []
-    input_map: dict[str, str] = {}
-    for col in in_schema:
-        tensor = native.inputs.get(col.name, col.name)
-        (spec,) = column_specs(col)
-        in_specs.append(TensorSpec(tensor, spec.dtype, spec.dims, col.name, spec.part))
-        part = "values" if bound.lifted else "dense"
-        input_map[tensor] = inputs[col.name][part]
-    out_specs: list[TensorSpec] = []
-    produced: Wiring = {}
-    offsets = inputs[in_schema.column_names[0]].get("offsets") if bound.lifted else None
-    for col in out_schema:
-        tensor = native.outputs.get(col.name, col.name)
-        (spec,) = column_specs(col)
-        out_specs.append(TensorSpec(tensor, spec.dtype, spec.dims, col.name, spec.part))
-        produced[col.name] = {"values": f"{model}/{tensor}", "offsets": offsets} if bound.lifted else {
-            "dense": f"{model}/{tensor}"}
+    in_specs = _native_specs(bound.input_schema, native.inputs, bound.lifted)
+    out_specs = _native_specs(bound.output_schema, native.outputs, bound.lifted)
+    input_map = {s.name: inputs[s.column]["values" if bound.lifted else "dense"] for s in in_specs}
+    produced = _wiring(out_specs, f"{model}/")
+    if bound.lifted:  # flat candidate rows out: regrouped by the inputs' offsets
+        offsets = inputs[in_specs[0].column].get("offsets")
+        produced = {column: {"values": w["dense"], "offsets": offsets} for column, w in produced.items()}
     reshape = {s.name: list(s.dims) for s in in_specs + out_specs}
-    head = f"name: {cfg._q(model)}\n"
-    head += f"platform: {cfg._q(native.platform)}\n" if native.platform else ""
-    head += f"backend: {cfg._q(native.backend)}\n" if native.backend else ""
+    text = f"name: {cfg._q(model)}\n"
+    text += f"platform: {cfg._q(native.platform)}\n" if native.platform else ""
+    text += f"backend: {cfg._q(native.backend)}\n" if native.backend else ""
     # max_batch_size 0: the leading request dimension is explicit and reshaped away
-    head += "max_batch_size: 0\n"
-    lead = [TensorSpec(s.name, s.dtype, (1, *s.dims), s.column, s.part) for s in in_specs]
-    lead_out = [TensorSpec(s.name, s.dtype, (1, *s.dims), s.column, s.part) for s in out_specs]
-    text = head + cfg.tensor_block("input", lead, reshape=reshape) + cfg.tensor_block("output", lead_out, reshape=reshape)
+    text += "max_batch_size: 0\n" + cfg.tensor_block("input", in_specs, reshape=reshape, batched=False)
+    text += cfg.tensor_block("output", out_specs, reshape=reshape, batched=False)
     text += cfg.parameters_block(native.parameters)
-    (model_dir / "config.pbtxt").write_text(text)
-    step = {
-        "model_name": model,
-        "input_map": input_map,
-        "output_map": {s.name: f"{model}/{s.name}" for s in out_specs},
-    }
-    return step, produced
+    (version_dir.parent / "config.pbtxt").write_text(text)
+    return input_map, out_specs, produced

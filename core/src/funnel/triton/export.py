@@ -12,59 +12,43 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnel.errors import ExportError
 from funnel.files import DEFAULT_MAX_REQUEST_ROWS, EXECUTOR_SHIM, GRAPH_FILE, MANIFEST_FILE, dumps_json
-from funnel.triton import config as cfg
 from funnel.registry import operators
-from funnel.trust import trust_code_enabled as trust_enabled
+from funnel.triton import config as cfg
 from funnel.triton.wire import REQUEST, tensor_specs, wire_form
+from funnel.trust import trust_code_enabled
 
 if TYPE_CHECKING:
     from funnel.ensemble import Ensemble
 
 __all__ = ["export_ensemble"]
 
+#: renameat2(2)'s AT_FDCWD and RENAME_EXCHANGE
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
 
 def export_ensemble(
-    ensemble: Ensemble,
-    path: str | os.PathLike[str],
-    mode: str = "executor",
-    name: str = "funnel",
-    version: int = 1,
-    instance_kind: str = "cpu",
-    instance_count: int = 1,
-    max_batch_size: int = 256,
-    dynamic_batching: bool = True,
-    overwrite: bool = False,
-    max_queue_delay_us: int = 0,
-    native_backends: bool = True,
-    execution_env: str | os.PathLike[str] | None = None,
-    max_request_rows: int | None = None,
-    trust_code: bool = False,
+    ensemble: Ensemble, path: str | os.PathLike[str], mode: str = "executor", name: str = "funnel", version: int = 1,
+    instance_kind: str = "cpu", instance_count: int = 1, max_batch_size: int = 256, dynamic_batching: bool = True,
+    overwrite: bool = False, max_queue_delay_us: int = 0, native_backends: bool = True,
+    execution_env: str | os.PathLike[str] | None = None, max_request_rows: int | None = None, trust_code: bool = False,
 ) -> Path:
-    """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path``.
+    """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path`` (docs/serving.md).
 
-    ``mode="executor"``: one Python-backend model ``name`` runs the whole graph (dynamic
-    batches are concatenated, run once and split back). ``mode="ensemble"``: one model per
-    operator (``<index>_<Operator>``, the operator's native backend when it declares one)
-    wired by a ``platform: "ensemble"`` model ``name``. ``max_batch_size`` counts requests
-    (each request is a table of rows; see docs/serving.md). A non-empty ``path`` is refused
-    unless ``overwrite=True``. ``max_queue_delay_us`` lets the dynamic batcher wait
-    that long to gather more requests into one ``execute()`` call. ``native_backends=False``
-    serves every operator with funnel's Python runner in ensemble mode, even those that declare
-    a native backend (the embedded server has no TensorFlow/PyTorch backend).
-    ``execution_env`` sets the Python backend's ``EXECUTION_ENV_PATH`` for every funnel model:
-    a Python environment (an unpacked virtualenv directory or a conda-pack archive) on the
-    serving machine, e.g. one with numpy<2 so string (BYTES) columns can be served.
-    ``max_request_rows`` (default 4096; 0 = no limit) is the most rows one request may hold:
-    a larger request is refused with HTTP 400 / gRPC INVALID_ARGUMENT before any work (Triton's
-    ``max_batch_size`` counts requests, not rows). ``trust_code=True`` lets the served model
-    import ``module:Name`` operator types that no plugin registers (docs/reliability.md); without
-    it, exporting a graph that holds such an operator (outside ``funnel`` itself) warns, and the
-    served model refuses to load it.
+    ``mode="executor"``: one Python-backend model ``name`` runs the whole graph (dynamic batches are
+    concatenated, run once and split back); ``"ensemble"``: one model per operator (``<index>_<Operator>``,
+    its native backend unless ``native_backends=False``) wired by a ``platform: "ensemble"`` model ``name``.
+    ``max_batch_size`` counts requests; ``max_queue_delay_us`` lets the dynamic batcher wait to gather more.
+    ``execution_env`` sets the Python backend's ``EXECUTION_ENV_PATH`` (e.g. a numpy<2 environment for
+    string columns). ``max_request_rows`` (default 4096; 0 = no limit): a larger request is refused with
+    HTTP 400 / gRPC INVALID_ARGUMENT before any work. ``trust_code=True`` lets the served model import
+    ``module:Name`` operator types no plugin registers (docs/reliability.md); without it exporting such a
+    graph warns. A non-empty ``path`` is refused unless ``overwrite=True``.
     """
     if mode not in ("executor", "ensemble"):
         raise ExportError(f"mode must be 'executor' or 'ensemble', got {mode!r}")
@@ -80,20 +64,16 @@ def export_ensemble(
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise ExportError(f"{target} is not empty; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    opts = {
-        "version": int(version),
-        "instance_kind": instance_kind,
-        "instance_count": int(instance_count),
-        "max_batch_size": int(max_batch_size),
-        "dynamic_batching": bool(dynamic_batching),
-        "max_queue_delay_us": int(max_queue_delay_us),
-        "parameters": {
-            **({"EXECUTION_ENV_PATH": os.fspath(execution_env)} if execution_env else {}),
-            "FUNNEL_MAX_REQUEST_ROWS": str(rows),
-            **({"FUNNEL_TRUST_CODE": "1"} if trust_code else {}),
-        },
-    }
+    parameters = {"FUNNEL_MAX_REQUEST_ROWS": str(rows)}
+    if execution_env:
+        parameters["EXECUTION_ENV_PATH"] = os.fspath(execution_env)
+    if trust_code:
+        parameters["FUNNEL_TRUST_CODE"] = "1"
+    opts = {"version": int(version), "instance_kind": instance_kind, "instance_count": int(instance_count),
+            "max_batch_size": int(max_batch_size), "dynamic_batching": bool(dynamic_batching),
+            "max_queue_delay_us": int(max_queue_delay_us), "parameters": parameters}
     graph = ensemble.to_dict()  # once: finding plugin distributions scans installed packages
+    ops = graph.get("operators", {})
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         if mode == "executor":
@@ -102,15 +82,9 @@ def export_ensemble(
             from funnel.triton.ensemble_mode import write_ensemble_models  # noqa: PLC0415
 
             models = write_ensemble_models(ensemble, graph, tmp, name, native_backends=native_backends, **opts)
-        manifest = {
-            "format": "funnel-triton-repository/1",
-            "funnel_version": graph.get("funnel_version"),
-            "mode": mode,
-            "entry_model": name,
-            "models": sorted(models),
-            "operators": graph.get("operators", {}),
-            "plugins": _plugins(graph.get("operators", {})),
-        }
+        manifest = {"format": "funnel-triton-repository/1", "funnel_version": graph.get("funnel_version"),
+                    "mode": mode, "entry_model": name, "models": sorted(models), "operators": ops,
+                    "plugins": _plugins(ops)}
         (tmp / MANIFEST_FILE).write_bytes(dumps_json(manifest))
         _replace(tmp, target)
     except BaseException:
@@ -122,24 +96,19 @@ def export_ensemble(
 def _check_trust(ensemble: Ensemble, trust_code: bool, mode: str, native_backends: bool) -> None:
     """Warn, at export, about operators the served model can rebuild only by importing code:
     without trust_code the served model refuses to load them (docs/reliability.md)."""
-    if trust_enabled(trust_code):
+    if trust_code_enabled(trust_code):
         return
     registered = operators()
-    untrusted = set()
-    for bound in ensemble.graph.op_nodes:
-        op = bound.node.op
-        name = op.type_name if op is not None else ""
-        module = name.split(":", 1)[0]
-        if ":" not in name or name in registered or module == "funnel" or module.startswith("funnel."):
-            continue
-        if mode == "ensemble" and native_backends and op.native_triton_model() is not None:
-            continue  # served by its native backend: nothing imports it
-        untrusted.add(name)
+    untrusted = sorted({
+        op.type_name for op in (b.node.op for b in ensemble.graph.op_nodes)
+        if op is not None and ":" in op.type_name and op.type_name not in registered
+        and op.type_name.split(":", 1)[0].split(".")[0] != "funnel"  # funnel's own modules are trusted
+        # served by its native backend: nothing imports it
+        and not (mode == "ensemble" and native_backends and op.native_triton_model() is not None)
+    })
     if untrusted:
-        import warnings  # noqa: PLC0415
-
         warnings.warn(
-            f"operator type(s) {sorted(untrusted)} are not registered by any funnel plugin: the served model "
+            f"operator type(s) {untrusted} are not registered by any funnel plugin: the served model "
             "will refuse to import their modules unless trusted. Register them through a plugin "
             "(docs/writing-a-plugin.md), or export with trust_code=True (or set FUNNEL_TRUST_CODE=1 where the "
             "server runs) if you trust that code",
@@ -149,15 +118,10 @@ def _check_trust(ensemble: Ensemble, trust_code: bool, mode: str, native_backend
 
 
 def _plugins(operators: dict[str, Any]) -> list[dict[str, Any]]:
-    seen: dict[str, Any] = {}
-    for info in operators.values():
-        dist = (info or {}).get("distribution")
-        if dist:
-            seen[dist] = {"distribution": dist, "version": info.get("version")}
+    """The manifest's plugins: each distribution the operators come from (and its version), by name."""
+    seen = {info["distribution"]: {"distribution": info["distribution"], "version": info.get("version")}
+            for info in operators.values() if (info or {}).get("distribution")}
     return [seen[k] for k in sorted(seen)]
-
-
-_RENAME_EXCHANGE = 2
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -165,13 +129,10 @@ def _exchange(a: Path, b: Path) -> bool:
     import ctypes  # noqa: PLC0415
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    at_fdcwd = -100
-    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    return rc == 0
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def _replace(tmp: Path, target: Path) -> None:
@@ -179,41 +140,28 @@ def _replace(tmp: Path, target: Path) -> None:
     moment without ``target``; where the OS cannot swap: old renamed aside, new renamed in),
     then removed."""
     os.chmod(tmp, 0o755)
-    if target.is_dir() and not target.is_symlink():
-        if _exchange(tmp, target):
-            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old repository
-            return
+    if not target.is_dir() or target.is_symlink():
+        target.unlink(missing_ok=True)
+        os.replace(tmp, target)
+    elif _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old repository
+    else:
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        os.replace(tmp, target)
 
 
-def _write_executor(
-    ensemble: Ensemble, graph: dict[str, Any], root: Path, name: str, version: int, instance_kind: str, instance_count: int,
-    max_batch_size: int, dynamic_batching: bool, max_queue_delay_us: int, parameters: dict[str, str],
-) -> str:
-    model_dir = root / name
-    version_dir = model_dir / str(version)
+def _write_executor(ensemble: Ensemble, graph: dict[str, Any], root: Path, name: str, version: int,
+                    parameters: dict[str, str], **config: Any) -> str:
+    """The executor-mode model ``name``: the whole graph, its artifacts, the shim and config.pbtxt."""
+    version_dir = root / name / str(version)
     version_dir.mkdir(parents=True)
     ensemble.write_artifacts(version_dir / "artifacts")
     (version_dir / GRAPH_FILE).write_bytes(dumps_json(graph))
     (version_dir / "model.py").write_text(EXECUTOR_SHIM)
-    form = wire_form(ensemble.input_schema) if max_batch_size > 0 else REQUEST  # docs/serving.md, "Wire format"
-    text = cfg.python_model_config(
-        name,
-        tensor_specs(ensemble.input_schema, form=form),
-        tensor_specs(ensemble.output_schema, form=form),
-        max_batch_size=max_batch_size,
-        dynamic_batching=dynamic_batching,
-        instance_kind=instance_kind,
-        instance_count=instance_count,
-        parameters={"FUNNEL_DEVICE": instance_kind, "FUNNEL_WIRE_FORM": form, **parameters},
-        max_queue_delay_us=max_queue_delay_us,
-    )
-    (model_dir / "config.pbtxt").write_text(text)
+    form = wire_form(ensemble.input_schema) if config["max_batch_size"] > 0 else REQUEST  # docs/serving.md
+    specs = [tensor_specs(schema, form=form) for schema in (ensemble.input_schema, ensemble.output_schema)]
+    parameters = {"FUNNEL_DEVICE": config["instance_kind"], "FUNNEL_WIRE_FORM": form, **parameters}
+    (root / name / "config.pbtxt").write_text(cfg.python_model_config(name, *specs, parameters=parameters, **config))
     return name

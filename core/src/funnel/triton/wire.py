@@ -1,27 +1,20 @@
 """How a funnel Table travels as Triton tensors (shared by the exporter, runtime and client).
 
-Two forms (docs/serving.md, "Wire format"):
+Two forms (docs/serving.md, "Wire format", records the choice):
 
-* **rows** (``ROWS``) — Triton's own convention, used by executor-mode exports whose request
-  columns are all scalars (one value per row, e.g. ``user_id``): the rows are Triton's batch
-  dimension. A request column travels as ``<col>`` ``[B, 1]``; outputs come back batch-first:
-  a scalar column as ``[B, 1]``, a fixed-size column as ``[B, ...]``, a list column as
-  ``<col>`` ``[B, L]`` padded on the right (``-1`` for signed ids, the largest value for
-  unsigned ids, ``0.0`` for floats, ``False``/``""``) with its lengths in
-  ``<col>__lengths`` ``[B, 1]`` (INT64). ``max_batch_size`` counts rows.
-* **request** (``REQUEST``) — every other graph (list columns in the request) and every
-  ensemble-mode model. Every tensor carries a leading dimension of 1: one Triton "batch item" is one request
-  table. Dense columns travel as ``<col>`` with shape ``[1, rows, ...]``; ragged list columns
-as ``<col>__values`` (``[1, n_values, ...]``) and ``<col>__offsets`` (``[1, rows + 1]``,
-INT64). Triton checks that the first dimension of every input agrees; values and offsets
-of a ragged column have other lengths than the row count, so the request rows cannot be
-Triton's batch dimension (verified: "batch size does not match other inputs", even with
-``allow_ragged_batch``). docs/serving.md records the choice.
+* **rows** (``ROWS``) — Triton's own convention, for executor-mode exports whose request
+  columns are all scalars: the rows are Triton's batch dimension (``<col>`` ``[B, 1]``; a list
+  output padded as ``[B, L]`` plus its lengths in ``<col>__lengths``). ``max_batch_size`` counts rows.
+* **request** (``REQUEST``) — every other graph and every ensemble-mode model: every tensor has
+  a leading dimension of 1 (one Triton batch item is one request table); a ragged list column
+  travels as ``<col>__values`` and ``<col>__offsets``, whose lengths differ from the row count,
+  so the rows cannot be Triton's batch dimension.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,18 +24,8 @@ from funnel.schema import ColumnSchema, Schema
 from funnel.table import Ragged, Table, to_numpy
 
 __all__ = [
-    "VALUES",
-    "OFFSETS",
-    "LENGTHS",
-    "ROWS",
-    "REQUEST",
-    "wire_form",
-    "OUTPUT_PREFIX",
-    "TensorSpec",
-    "tensor_specs",
-    "triton_dtype",
-    "encode_table",
-    "decode_table",
+    "VALUES", "OFFSETS", "LENGTHS", "ROWS", "REQUEST", "wire_form", "OUTPUT_PREFIX", "TensorSpec", "tensor_specs",
+    "triton_dtype", "encode_table", "decode_table",
 ]
 
 VALUES = "__values"
@@ -57,20 +40,10 @@ REQUEST = "request"
 OUTPUT_PREFIX = "out__"
 
 _TRITON_DTYPES = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-    "str": "BYTES",
+    **{n: n.upper() for n in ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64")},
+    "float16": "FP16", "float32": "FP32", "float64": "FP64", "str": "BYTES",
 }
+_FUNNEL_DTYPES = {v: k for k, v in _TRITON_DTYPES.items()}
 
 
 def bytes_to_text(arr: np.ndarray) -> np.ndarray:
@@ -78,9 +51,6 @@ def bytes_to_text(arr: np.ndarray) -> np.ndarray:
     if arr.dtype != object or not arr.size:
         return arr
     return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(arr)
-
-
-_FUNNEL_DTYPES = {v: k for k, v in _TRITON_DTYPES.items()}
 
 
 def funnel_dtype(triton: str) -> str | None:
@@ -96,19 +66,17 @@ def triton_dtype(dtype: str) -> str:
         raise SchemaError(f"dtype {dtype!r} has no Triton tensor type; cast the column to a numeric dtype") from None
 
 
+@dataclass(slots=True, eq=False)
 class TensorSpec:
     """One tensor of the wire format: name, Triton dtype, dims (``-1`` = variable)."""
 
-    __slots__ = ("name", "dtype", "dims", "column", "part")
-
-    def __init__(self, name: str, dtype: str, dims: tuple[int, ...], column: str, part: str) -> None:
-        self.name = name
-        self.dtype = dtype
-        #: dims after the leading request dimension of 1 (what config.pbtxt declares)
-        self.dims = dims
-        self.column = column
-        #: "dense", "values" or "offsets"
-        self.part = part
+    name: str
+    dtype: str
+    #: dims after the leading request dimension of 1 (what config.pbtxt declares)
+    dims: tuple[int, ...]
+    column: str
+    #: "dense", "values" or "offsets" (rows form: "padded" or "lengths")
+    part: str
 
     def __repr__(self) -> str:
         return f"TensorSpec({self.name}, {self.dtype}, {list(self.dims)})"
@@ -124,15 +92,9 @@ def wire_form(request_schema: Schema) -> str:
 def pad_value(dtype: Any) -> Any:
     """What pads a list column sent as a dense ``[B, L]`` tensor in the rows form."""
     dt = np.dtype(object if dtype == "str" else dtype)
-    if dt.kind == "O":
-        return ""
-    if dt.kind == "b":
-        return False
     if dt.kind == "u":
         return np.iinfo(dt).max
-    if dt.kind == "i":
-        return -1
-    return 0.0
+    return {"O": "", "b": False, "i": -1}.get(dt.kind, 0.0)
 
 
 def _dims(dims: Iterable[int | None]) -> tuple[int, ...]:
@@ -147,19 +109,15 @@ def column_specs(col: ColumnSchema, prefix: str = "", form: str = REQUEST) -> li
     """
     dtype = triton_dtype(col.dtype)
     name = prefix + col.name
-    if form == ROWS:
-        if col.is_list and col.is_ragged:
-            return [
-                TensorSpec(name, dtype, (-1, *_dims(col.dims[1:])), col.name, "padded"),
-                TensorSpec(name + LENGTHS, "INT64", (1,), col.name, "lengths"),
-            ]
-        return [TensorSpec(name, dtype, _dims(col.dims) or (1,), col.name, "dense")]
     if col.is_list and col.is_ragged:
-        return [
-            TensorSpec(name + VALUES, dtype, (-1, *_dims(col.dims[1:])), col.name, "values"),
-            TensorSpec(name + OFFSETS, "INT64", (-1,), col.name, "offsets"),
-        ]
-    return [TensorSpec(name, dtype, (-1, *_dims(col.dims)), col.name, "dense")]
+        inner = (-1, *_dims(col.dims[1:]))
+        if form == ROWS:
+            return [TensorSpec(name, dtype, inner, col.name, "padded"),
+                    TensorSpec(name + LENGTHS, "INT64", (1,), col.name, "lengths")]
+        return [TensorSpec(name + VALUES, dtype, inner, col.name, "values"),
+                TensorSpec(name + OFFSETS, "INT64", (-1,), col.name, "offsets")]
+    dims = (_dims(col.dims) or (1,)) if form == ROWS else (-1, *_dims(col.dims))
+    return [TensorSpec(name, dtype, dims, col.name, "dense")]
 
 
 def tensor_specs(schema: Schema, prefix: str = "", form: str = REQUEST) -> list[TensorSpec]:
@@ -170,56 +128,41 @@ def tensor_specs(schema: Schema, prefix: str = "", form: str = REQUEST) -> list[
 def encode_table(table: Table, schema: Schema | None = None, form: str = REQUEST) -> dict[str, Any]:
     """Tensor name → array in ``form`` (request: a leading request dimension of 1; rows:
     batch-first, list columns padded + ``__lengths``). Request-form arrays keep their device.
-
-    With ``schema``, only its columns are encoded, in its order.
-    """
-    names = schema.column_names if schema is not None else table.column_names
+    With ``schema``, only its columns are encoded, in its order."""
     out: dict[str, Any] = {}
-    if form == ROWS:
-        for name in names:
-            col = table[name]
-            if isinstance(col, Ragged):
-                dtype = "str" if col.values.dtype == object else col.values.dtype.name
-                out[name] = col.to_dense(pad_value=pad_value(dtype))
-                out[name + LENGTHS] = to_numpy(col.lengths).astype(np.int64).reshape(-1, 1)
-            else:
-                arr = to_numpy(col)
-                out[name] = arr.reshape(-1, 1) if arr.ndim == 1 else arr
-        return out
-    for name in names:
+    for name in schema.column_names if schema is not None else table.column_names:
         col = table[name]
-        if isinstance(col, Ragged):
+        if form == ROWS and isinstance(col, Ragged):
+            dtype = "str" if col.values.dtype == object else col.values.dtype.name
+            out[name] = col.to_dense(pad_value=pad_value(dtype))
+            out[name + LENGTHS] = to_numpy(col.lengths).astype(np.int64).reshape(-1, 1)
+        elif form == ROWS:
+            arr = to_numpy(col)
+            out[name] = arr.reshape(-1, 1) if arr.ndim == 1 else arr
+        elif isinstance(col, Ragged):
             out[name + VALUES] = col.values[None]
             offsets = col.offsets
-            if offsets.dtype != np.int64:
-                offsets = offsets.astype(np.int64)
-            out[name + OFFSETS] = offsets[None]
+            out[name + OFFSETS] = (offsets if offsets.dtype == np.int64 else offsets.astype(np.int64))[None]
         else:
             out[name] = col[None]
     return out
 
 
 def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "request", form: str = REQUEST) -> Table:
-    """Rebuild a Table from tensors following ``schema``.
-
-    In the request form every tensor has a leading dimension of 1. In the rows form (every
-    column a scalar) a column is ``[B, 1]`` (Triton's batch convention) — or ``[1, B]``, the
-    request form, still accepted from older clients. Raises RequestError for a missing
-    tensor, a wrong leading dimension, ragged offsets that do not match their values, or
-    columns with different row counts.
-    """
+    """Rebuild a Table from tensors following ``schema`` (the rows form also accepts ``[1, B]``
+    and ``[B]`` from older clients). Raises RequestError for a missing tensor, a wrong leading
+    dimension, ragged offsets that do not match their values, or columns with different row counts."""
     read = _read_rows if form == ROWS else _read_request
     columns: dict[str, Any] = {}
     rows: int | None = None
     for col in schema:
         value, n = read(tensors, col, where)
-        if rows is None:
-            rows = n
-        elif n != rows:
+        if rows is not None and n != rows:
             raise RequestError(
                 f"{where}: column {col.name!r} has {n} rows but {schema.column_names[0]!r} has {rows}; "
                 "every column needs one entry per request row"
             )
+        rows = n
         columns[col.name] = value
     return Table(columns, num_rows=rows or 0)
 
@@ -243,33 +186,32 @@ def _read_request(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> 
 def _read_rows(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> tuple[Any, int]:
     """One scalar column of the rows form ([B, 1]; [1, B] and [B] accepted) and its row count."""
     if col.is_list or tuple(col.dims) != ():
-        raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries scalars only")
-    if col.name not in tensors:
-        raise RequestError(f"{where}: tensor {col.name!r} is missing; sent: {sorted(tensors)}")
-    arr = tensors[col.name]
-    shape = list(arr.shape)
-    if arr.ndim == 2 and shape[1] == 1:
-        value = arr[:, 0]  # [B, 1]: the rows are Triton's batch dimension
-    elif arr.ndim == 2 and shape[0] == 1:
-        value = arr[0]  # [1, B]: the request form
-    elif arr.ndim == 1:
-        value = arr
-    else:
+        raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries scalars "
+                          "only")
+    arr = _tensor(tensors, col.name, where)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]  # [B, 1]: the rows are Triton's batch dimension
+    elif arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]  # [1, B]: the request form
+    elif arr.ndim != 1:
         raise RequestError(
-            f"{where}: tensor {col.name!r} has shape {shape}; send one value per row as [rows, 1] "
+            f"{where}: tensor {col.name!r} has shape {list(arr.shape)}; send one value per row as [rows, 1] "
             "(rows in Triton's batch dimension)"
         )
-    return value, int(value.shape[0])
+    return arr, int(arr.shape[0])
+
+
+def _tensor(tensors: Mapping[str, Any], name: str, where: str) -> Any:
+    if name not in tensors:
+        raise RequestError(f"{where}: tensor {name!r} is missing; sent: {sorted(tensors)}")
+    return tensors[name]
 
 
 def _strip(tensors: Mapping[str, Any], name: str, where: str) -> Any:
-    if name not in tensors:
-        raise RequestError(f"{where}: tensor {name!r} is missing; sent: {sorted(tensors)}")
-    arr = tensors[name]
+    arr = _tensor(tensors, name, where)
     if arr.ndim == 0 or int(arr.shape[0]) != 1:
         raise RequestError(
             f"{where}: tensor {name!r} has shape {list(arr.shape)}; its first dimension must be 1 "
             "(one request table per request; the rows go in the second dimension)"
         )
     return arr[0]
-
