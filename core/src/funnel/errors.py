@@ -27,10 +27,11 @@ def operator_missing(type_name: str, dist: str | None, broken: str | None, known
                      left_out: str | None) -> OperatorNotFound:
     """The registry's error for an unknown ``type_name``: ``dist`` provides it (if known), ``broken`` is that
     plugin's load error, ``left_out`` the ``FUNNEL_LOAD_PLUGINS`` that left an installed ``dist`` out."""
-    if dist is None:
+    if dist is None and broken:
         return OperatorNotFound(f"operator {type_name!r} is not available: {broken}. Fix or reinstall that plugin "
-                                "(or leave it out with FUNNEL_LOAD_PLUGINS)" if broken else
-                                f"unknown operator {type_name!r}; installed operators: {', '.join(known) or 'none'}")
+                                "(or leave it out with FUNNEL_LOAD_PLUGINS)")
+    if dist is None:
+        return OperatorNotFound(f"unknown operator {type_name!r}; installed operators: {', '.join(known) or 'none'}")
     provided = f"operator {type_name!r} is provided by the plugin distribution {dist!r}, which is"
     if left_out is not None:
         return PluginNotInstalled(f"{provided} installed but not loaded: FUNNEL_LOAD_PLUGINS={left_out!r} leaves it "
