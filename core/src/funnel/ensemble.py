@@ -33,17 +33,14 @@ def _version(distribution: str) -> str | None:
 def _requirement(op: Operator) -> dict[str, str | None]:
     """The distribution (and version) that provides an operator's class, when known."""
     try:
-        dists = importlib.metadata.packages_distributions().get(type(op).__module__.split(".", 1)[0], [])
-    except Exception:  # noqa: BLE001
-        dists = []
-    name = dists[0] if dists else None
+        name = importlib.metadata.packages_distributions()[type(op).__module__.split(".", 1)[0]][0]
+    except Exception:  # noqa: BLE001 - not installed as a distribution, or unreadable metadata: no hint
+        name = None
     return {"distribution": name, "version": _version(name) if name else None}
 
 
-def load_operator(
-    type_name: str, config: dict[str, Any], artifact_dir: Path | Callable[[Operator], Path],
-    distribution: str | None = None, trust_code: bool | None = None, where: str = "",
-) -> Operator:
+def load_operator(type_name: str, config: dict[str, Any], artifact_dir: Path | Callable[[Operator], Path],
+                  distribution: str | None = None, trust_code: bool | None = None, where: str = "") -> Operator:
     """Rebuild one operator: :func:`checked_config` (errors name ``where``), registry lookup (``distribution``:
     the pip hint recorded at export), ``from_config``, ``load_artifacts`` (``artifact_dir``, or its result)."""
     config = checked_config(type_name, config, where, distribution=distribution, trust_code=trust_code)
@@ -53,9 +50,8 @@ def load_operator(
     return op
 
 
-def checked_config(
-    type_name: str, config: Any, where: str = "", distribution: str | None = None, trust_code: bool | None = None
-) -> dict[str, Any]:
+def checked_config(type_name: str, config: Any, where: str = "", distribution: str | None = None,
+                   trust_code: bool | None = None) -> dict[str, Any]:
     """``config`` checked strictly before ``from_config`` runs (docs/writing-a-plugin.md, "Strict config
     checking"): against the class's ``Config`` Struct, else, with the default ``from_config``, against
     its ``__init__``; an ExportError names ``where``, the operator and the key."""
@@ -68,10 +64,8 @@ def checked_config(
         try:
             msgspec.convert(config, spec)
         except msgspec.ValidationError as exc:
-            raise ExportError(
-                f"{at}{type_name} config is invalid: {exc} (the config was hand-edited or written by another "
-                "version; export the graph again)"
-            ) from None
+            raise ExportError(f"{at}{type_name} config is invalid: {exc} (the config was hand-edited or written "
+                              "by another version; export the graph again)") from None
     elif getattr(cls.from_config, "__func__", None) is getattr(Operator.from_config, "__func__", None):
         params = inspect.signature(cls.__init__).parameters
         named = {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -153,8 +147,8 @@ class Ensemble:
     @classmethod
     def load(cls, path: str | Path, freeze_gc: bool = False, trust_code: bool | None = None) -> Ensemble:
         """Rebuild an ensemble written by :meth:`save` (or an exported model's directory). ``freeze_gc``
-        hides all loaded from the garbage collector (tail latency); ``trust_code=True`` (or
-        ``FUNNEL_TRUST_CODE=1``) allows ``module:Name`` operator types no plugin registers (docs/reliability.md)."""
+        moves what is loaded out of the garbage collector's sight (tail latency); ``trust_code=True`` (or
+        ``FUNNEL_TRUST_CODE=1``) allows ``module:Name`` types no plugin registers (docs/reliability.md)."""
         graph_file = Path(path) / GRAPH_FILE
         if not graph_file.is_file():
             raise ExportError(f"{graph_file} not found: not a funnel graph directory")
@@ -164,15 +158,12 @@ class Ensemble:
             raise ExportError(f"{graph_file} is not valid JSON: {exc}") from exc
         if data.get("format") != FORMAT:
             raise ExportError(f"{graph_file}: unsupported format {data.get('format')!r}, expected {FORMAT!r}")
-        return cls.from_dict(
-            data, graph_file.parent / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code, source=str(graph_file)
-        )
+        return cls.from_dict(data, graph_file.parent / "artifacts", freeze_gc=freeze_gc, trust_code=trust_code,
+                             source=str(graph_file))
 
     @classmethod
-    def from_dict(
-        cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False, trust_code: bool | None = None,
-        source: str = "the graph description",
-    ) -> Ensemble:
+    def from_dict(cls, data: dict[str, Any], artifact_root: Path, freeze_gc: bool = False,
+                  trust_code: bool | None = None, source: str = "the graph description") -> Ensemble:
         """Rebuild from :meth:`to_dict` output and an artifact directory, checked first
         (:func:`funnel.graph.check_graph_data`, :func:`checked_config`: errors name ``source`` and the node)."""
         if not isinstance(data, dict) or not isinstance(data.get("graph"), dict):

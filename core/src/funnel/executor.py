@@ -65,9 +65,8 @@ class LocalExecutor:
             results[bound.index] = self._run_node(bound, table, [results[i] for i in parents], in_names, out_names)
         return results[self._output_index]
 
-    def _run_node(
-        self, bound: BoundNode, request: Table, parents: list[Table], in_names: list[str], out_names: list[str]
-    ) -> Table:
+    def _run_node(self, bound: BoundNode, request: Table, parents: list[Table], in_names: list[str],
+                  out_names: list[str]) -> Table:
         kind = bound.node.kind
         if kind in ("select", "drop"):
             return (parents[0] if parents else request).select(out_names)
@@ -97,10 +96,8 @@ def apply_operator(op: Any, inputs: Table, lifted: bool, out_names: list[str], w
     if missing:
         raise SchemaError(f"{op.label}.transform did not return column(s) {missing} promised by its output schema")
     if out.num_rows != inputs.num_rows and inputs.num_rows and not getattr(op, "changes_rows", False):
-        raise SchemaError(
-            f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
-            "operators must return one row per request row (candidates go in list columns)"
-        )
+        raise SchemaError(f"{op.label}.transform returned {out.num_rows} rows for {inputs.num_rows} request rows; "
+                          "operators must return one row per request row (candidates go in list columns)")
     return out if out.column_names == out_names else out.select(out_names)
 
 
@@ -113,10 +110,8 @@ def run_lifted(op: Any, table: Table) -> Table:
         if first is None:
             first = col
         elif not first.same_offsets(col):
-            raise SchemaError(
-                f"{op.label}: list columns {table.column_names[0]!r} and {name!r} are not aligned "
-                "(different list lengths per row); unroll them with UnrollFeatures first"
-            )
+            raise SchemaError(f"{op.label}: list columns {table.column_names[0]!r} and {name!r} are not aligned "
+                              "(different list lengths per row); unroll them with UnrollFeatures first")
     offsets, n_values = (first.offsets, first.values.shape[0]) if first is not None else (None, 0)
     out = op.transform(Table({name: col.values for name, col in table.items()}))
     if not isinstance(out, Table):
@@ -124,15 +119,12 @@ def run_lifted(op: Any, table: Table) -> Table:
     wrapped: dict[str, Any] = {}
     for k, v in out.items():
         if isinstance(v, Ragged):
-            raise SchemaError(
-                f"{op.label} (row-wise over candidate lists) returned list column {k!r}; a row-wise "
-                "operator returns one value per candidate row"
-            )
+            raise SchemaError(f"{op.label} (row-wise over candidate lists) returned list column {k!r}; a row-wise "
+                              "operator returns one value per candidate row")
         n = int(v.shape[0]) if getattr(v, "ndim", 0) else -1
         if n != n_values:
-            raise SchemaError(
-                f"{op.label} (row-wise over candidate lists) returned {n} values in column {k!r} for "
-                f"{n_values} candidate rows; a row-wise operator returns exactly one row per candidate row"
-            )
+            raise SchemaError(f"{op.label} (row-wise over candidate lists) returned {n} values in column {k!r} for "
+                              f"{n_values} candidate rows; a row-wise operator returns exactly one row per "
+                              "candidate row")
         wrapped[k] = Ragged(v, offsets, validate=False)  # same length as the aligned inputs: offsets fit
     return Table(wrapped, num_rows=table.num_rows)

@@ -46,11 +46,9 @@ def _lifted(op: Operator, schema: Schema) -> bool:
     ragged = [c.name for c in schema if c.is_list and c.is_ragged]
     if ragged and len(ragged) < len(schema):
         others = [c.name for c in schema if c.name not in ragged]
-        raise SchemaError(
-            f"{op.label} is row-wise (rowwise=True): it runs over candidate lists only when every input column is "
-            f"a ragged list, but {ragged} are ragged lists and {others} are not. Flatten the lists first "
-            "(UnrollFeatures) or select only the list columns for it"
-        )
+        raise SchemaError(f"{op.label} is row-wise (rowwise=True): it runs over candidate lists only when every "
+                          f"input column is a ragged list, but {ragged} are ragged lists and {others} are not. "
+                          "Flatten the lists first (UnrollFeatures) or select only the list columns for it")
     return bool(ragged)
 
 
@@ -87,9 +85,8 @@ def check_graph_data(data: Any, source: str = "the graph description") -> None:
             raise fail(f"node {index}: 'parents' must be a list of node indexes")
         for parent in parents:
             if parent not in seen:
-                raise fail(
-                    f"node {index} names parent {parent!r}, which is not an earlier node (nodes so far: {sorted(seen)})"
-                )
+                raise fail(f"node {index} names parent {parent!r}, which is not an earlier node "
+                           f"(nodes so far: {sorted(seen)})")
         if kind == "op":
             op = entry.get("op")
             if not isinstance(op, Mapping) or "type" not in op or "config" not in op:
@@ -177,15 +174,11 @@ class Graph:
             if dep.node is None:
                 missing = [c for c in dep.columns or [] if c not in in_schema]
                 if missing:
-                    hint = (
-                        f" They are request columns: pass ColumnSelector({missing}) to read them from the request."
-                        if all(c in self.request_schema for c in missing)
-                        else " Pass the node that produces them instead of their names."
-                    )
-                    raise SchemaError(
-                        f"{op.label}: dependency {name!r} names column(s) {missing} that are not among "
-                        f"its upstream columns {in_schema.column_names}.{hint}"
-                    )
+                    hint = (f" They are request columns: pass ColumnSelector({missing}) to read them from the request."
+                            if all(c in self.request_schema for c in missing)
+                            else " Pass the node that produces them instead of their names.")
+                    raise SchemaError(f"{op.label}: dependency {name!r} names column(s) {missing} that are not among "
+                                      f"its upstream columns {in_schema.column_names}.{hint}")
                 continue
             dep_schema = next(dep_schemas)
             if dep.columns is None:
@@ -193,16 +186,12 @@ class Graph:
             try:
                 dep_cols = dep_schema.select_by_name(dep.columns)
             except SchemaError:
-                raise SchemaError(
-                    f"{op.label}: dependency {name!r} needs column(s) {dep.columns}; "
-                    f"its node produces {dep_schema.column_names}"
-                ) from None
+                raise SchemaError(f"{op.label}: dependency {name!r} needs column(s) {dep.columns}; "
+                                  f"its node produces {dep_schema.column_names}") from None
             clash = [c for c in dep_cols.column_names if c in in_schema and in_schema[c] != dep_cols[c]]
             if clash:
-                raise SchemaError(
-                    f"{op.label}: dependency {name!r} column(s) {clash} clash with upstream columns of "
-                    "the same name; rename one side (e.g. an output prefix)"
-                )
+                raise SchemaError(f"{op.label}: dependency {name!r} column(s) {clash} clash with upstream columns of "
+                                  "the same name; rename one side (e.g. an output prefix)")
             in_schema = in_schema + dep_cols
         lifted = _lifted(op, in_schema)
         try:

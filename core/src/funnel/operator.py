@@ -40,8 +40,8 @@ _KIND_WORDS = {"i": "integer", "u": "unsigned integer", "f": "float", "b": "bool
 
 
 class Operator(metaclass=_OperatorMeta):
-    """Base class of graph operators (docs/architecture.md, "The operator protocol"); a plugin's sets a
-    stable ``type_name = "<namespace>.<Name>"``, other subclasses are addressed by ``module:QualName``."""
+    """Base class of graph operators (docs/architecture.md, "The operator protocol"). A plugin's operator sets
+    a stable ``type_name = "<namespace>.<Name>"``; other subclasses are addressed by ``module:QualName``."""
 
     type_name: ClassVar[str] = ""
     #: the op maps each row independently (the lifting rule, docs/architecture.md)
@@ -102,24 +102,20 @@ class Operator(metaclass=_OperatorMeta):
         raise NotImplementedError(f"{self.label} declares no native Triton model")
 
     # -- helpers for implementers -------------------------------------------------------
-    def require(
-        self, schema: Schema, columns: Iterable[str], dtype_kinds: str | None = None, list_column: bool | None = None
-    ) -> list[ColumnSchema]:
+    def require(self, schema: Schema, columns: Iterable[str], dtype_kinds: str | None = None,
+                list_column: bool | None = None) -> list[ColumnSchema]:
         """Check that ``columns`` exist in ``schema``, of numpy dtype kinds ``dtype_kinds`` (``"iu"``, ``"f"``,
         ``"b"``, ``"O"``: strings) and list-ness; a SchemaError names operator, column and available columns."""
         found: list[ColumnSchema] = []
         for name in columns:
             col = schema.get(name)
             if col is None:
-                raise SchemaError(
-                    f"{self.label}: input column {name!r} is missing; available columns: "
-                    f"{schema.column_names}. Select it upstream or fix the column name."
-                )
+                raise SchemaError(f"{self.label}: input column {name!r} is missing; available columns: "
+                                  f"{schema.column_names}. Select it upstream or fix the column name.")
             if dtype_kinds is not None and col.numpy_dtype.kind not in dtype_kinds:
                 kinds = " or ".join(_KIND_WORDS.get(k, k) for k in dtype_kinds)
-                raise SchemaError(
-                    f"{self.label}: column {name!r} has dtype {col.dtype}, expected {kinds}. Cast it upstream."
-                )
+                raise SchemaError(f"{self.label}: column {name!r} has dtype {col.dtype}, expected {kinds}. "
+                                  "Cast it upstream.")
             if list_column is not None and col.is_list != list_column:
                 want = "a list column (one list per row)" if list_column else "a scalar column"
                 raise SchemaError(f"{self.label}: column {name!r} must be {want}; got {col!r}")
@@ -176,9 +172,8 @@ class Dependency:
         elif source is None:
             self.columns = []
         else:
-            raise SchemaError(
-                f"a dependency must be a graph node, a ColumnSelector or column name(s); got {type(source).__name__}"
-            )
+            raise SchemaError("a dependency must be a graph node, a ColumnSelector or column name(s); "
+                              f"got {type(source).__name__}")
 
     @property
     def column(self) -> str:
@@ -197,10 +192,8 @@ class Node:
 
     __slots__ = ("id", "kind", "op", "parents", "selector")
 
-    def __init__(
-        self, kind: str, parents: Iterable[Node] = (), op: Operator | None = None,
-        selector: ColumnSelector | None = None,
-    ) -> None:
+    def __init__(self, kind: str, parents: Iterable[Node] = (), op: Operator | None = None,
+                 selector: ColumnSelector | None = None) -> None:
         self.id, self.kind, self.op, self.parents, self.selector = next(_ids), kind, op, list(parents), selector
 
     @classmethod
@@ -212,9 +205,8 @@ class Node:
             return cls("select", selector=value)
         if isinstance(value, (str, list, tuple)):
             return cls("select", selector=ColumnSelector(value))
-        raise SchemaError(
-            f"cannot use {type(value).__name__} in a graph; use a node, a ColumnSelector or a list of column names"
-        )
+        raise SchemaError(f"cannot use {type(value).__name__} in a graph; use a node, a ColumnSelector or a list "
+                          "of column names")
 
     def __rshift__(self, op: Any) -> Node:
         if isinstance(op, type) and issubclass(op, Operator):
