@@ -126,3 +126,17 @@ def test_the_module_map_in_architecture_md_matches_the_tree() -> None:
     tree = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"} | {
         f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert listed == tree, f"docs/architecture.md's module map: missing {sorted(tree - listed)}, stale {sorted(listed - tree)}"
+
+
+#: issue 15: core a maintainer can read in one sitting (every line of core/src, as `wc -l` counts)
+CORE_LINE_BUDGET = 3800
+
+
+def test_core_stays_within_its_line_budget() -> None:
+    sizes = {str(p.relative_to(SRC)): len(p.read_text(encoding="utf-8").splitlines()) for p in SRC.rglob("*.py")}
+    total = sum(sizes.values())
+    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+    assert total <= CORE_LINE_BUDGET, (
+        f"core/src has {total} lines, over its budget of {CORE_LINE_BUDGET} (largest: {largest}); a new "
+        "capability with a backend of its own belongs in a plugin (plugins/), see docs/architecture.md"
+    )
