@@ -22,12 +22,8 @@ _COLORS = {"op": "#dbeafe", "select": "#f3f4f6", "concat": "#fef3c7", "drop": "#
 def _columns(schema: dict[str, Any], limit: int = 6) -> str:
     cols = []
     for c in schema.get("columns", []):
-        shape = ""
-        if c.get("is_list"):
-            shape = "[ ]"
-        elif c.get("dims"):
-            shape = "x".join(str(d) for d in c["dims"])
-            shape = f"[{shape}]"
+        dims = "x".join(str(d) for d in c.get("dims") or ())
+        shape = "[ ]" if c.get("is_list") else f"[{dims}]" if dims else ""
         cols.append(f"{c['name']}{shape}: {c['dtype']}")
     if len(cols) > limit:
         cols = cols[:limit] + [f"... (+{len(cols) - limit})"]
@@ -46,8 +42,7 @@ def to_dot(graph: dict[str, Any], title: str = "funnel") -> str:
     for node in graph["nodes"]:
         idx, kind = node["index"], node["kind"]
         if kind == "op":
-            name = node["op"]["type"]
-            head = f"<b>{html.escape(name)}</b>"
+            head = f"<b>{html.escape(node['op']['type'])}</b>"
         elif kind == "select":
             head = f"<i>select</i> {html.escape(', '.join(node.get('columns', [])))}"
         else:
@@ -58,21 +53,11 @@ def to_dot(graph: dict[str, Any], title: str = "funnel") -> str:
             lines.append(f"  request -> n{idx};")
         dep_parents = {v: k for k, v in node.get("dep_parents", {}).items()}
         for parent in node["parents"]:
-            if parent in dep_parents:
-                lines.append(f'  n{parent} -> n{idx} [style=dashed, label="{dep_parents[parent]}"];')
-            else:
-                lines.append(f"  n{parent} -> n{idx};")
-    lines.append(f'  response [label=<<b>response</b><br/>{_columns(_output_schema(graph))}>, fillcolor="#dcfce7"];')
-    lines.append(f"  n{graph['output']} -> response;")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _output_schema(graph: dict[str, Any]) -> dict[str, Any]:
-    for node in graph["nodes"]:
-        if node["index"] == graph["output"]:
-            return node["output_schema"]
-    return {"columns": []}
+            style = f' [style=dashed, label="{dep_parents[parent]}"]' if parent in dep_parents else ""
+            lines.append(f"  n{parent} -> n{idx}{style};")
+    output = next((n["output_schema"] for n in graph["nodes"] if n["index"] == graph["output"]), {"columns": []})
+    lines.append(f'  response [label=<<b>response</b><br/>{_columns(output)}>, fillcolor="#dcfce7"];')
+    return "\n".join([*lines, f"  n{graph['output']} -> response;", "}"]) + "\n"
 
 
 def render_dot(dot: str, path: str | Path) -> Path:
@@ -87,10 +72,8 @@ def render_dot(dot: str, path: str | Path) -> Path:
         raise FunnelError(f"cannot render a graph to {path.name!r}: use a .svg, .png, .pdf or .dot file name")
     exe = shutil.which("dot")
     if exe is None:
-        raise FunnelError(
-            "rendering needs Graphviz's `dot` program (Debian/Ubuntu: apt-get install graphviz; "
-            f"macOS: brew install graphviz); or write {path.with_suffix('.dot').name} instead"
-        )
+        raise FunnelError("rendering needs Graphviz's `dot` program (Debian/Ubuntu: apt-get install graphviz; "
+                          f"macOS: brew install graphviz); or write {path.with_suffix('.dot').name} instead")
     proc = subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot.encode(), capture_output=True, timeout=60)
     if proc.returncode != 0:
         raise FunnelError(f"graphviz failed to render {path}: {proc.stderr.decode(errors='replace').strip()}")

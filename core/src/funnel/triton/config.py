@@ -23,8 +23,7 @@ def _list(dims: Sequence[int]) -> str:
 
 def tensor_block(kind: str, specs: Sequence[TensorSpec], ragged_batch: bool = False,
                  reshape: Mapping[str, Sequence[int]] | None = None, batched: bool = True) -> str:
-    """``input [...]`` / ``output [...]`` entries for ``specs``; ``batched=False``
-    (``max_batch_size: 0``) declares the leading request dimension of 1."""
+    """``input [...]`` / ``output [...]`` entries; ``batched=False`` declares the leading request dimension 1."""
     entries = []
     for s in specs:
         parts = [f"name: {_q(s.name)}", f"data_type: TYPE_{'STRING' if s.dtype == 'BYTES' else s.dtype}",
@@ -64,10 +63,8 @@ def python_model_config(
 
 def check_model_config(model_config: Mapping[str, Any], input_schema: Schema, output_schema: Schema,
                        form: str = REQUEST, where: str = "config.pbtxt") -> None:
-    """Check the graph a served model loaded against its config.pbtxt (as Triton hands it to
-    ``initialize``, JSON): every input and output tensor, its data type and dims. A hand-edited
-    or mismatched export raises ExportError naming the tensor, instead of serving shapes the
-    config does not promise."""
+    """Check a served model's graph against its config.pbtxt (JSON, as ``initialize`` gets it): every
+    tensor, its data type and dims; ExportError names a tensor the config does not promise."""
     batched = int(model_config.get("max_batch_size", 0) or 0) > 0
     for kind, schema in (("input", input_schema), ("output", output_schema)):
         declared = {
@@ -79,17 +76,14 @@ def check_model_config(model_config: Mapping[str, Any], input_schema: Schema, ou
         missing = sorted(set(wanted) - set(declared))
         extra = sorted(set(declared) - set(wanted))
         if missing or extra:
-            raise ExportError(
-                f"{where}: the graph's {kind} tensors {sorted(wanted)} do not match the config's {sorted(declared)}"
-                f" (missing from the config: {missing}; not produced by the graph: {extra}); export the graph again"
-            )
+            raise ExportError(f"{where}: the graph's {kind} tensors {sorted(wanted)} do not match the config's "
+                              f"{sorted(declared)} (missing from the config: {missing}; not produced by the graph: "
+                              f"{extra}); export the graph again")
         for name, (dtype, dims) in wanted.items():
             have_dtype, have_dims = declared[name]
             if have_dtype != dtype or len(have_dims) != len(dims) or any(
                 h != w and -1 not in (h, w) for h, w in zip(have_dims, dims, strict=True)
             ):
-                raise ExportError(
-                    f"{where}: {kind} tensor {name!r} is {dtype} {list(dims)} in the graph but {have_dtype} "
-                    f"{list(have_dims)} in the config; the graph file and config.pbtxt disagree (hand-edited?). "
-                    "Export the graph again"
-                )
+                raise ExportError(f"{where}: {kind} tensor {name!r} is {dtype} {list(dims)} in the graph but "
+                                  f"{have_dtype} {list(have_dims)} in the config; the graph file and config.pbtxt "
+                                  "disagree (hand-edited?). Export the graph again")

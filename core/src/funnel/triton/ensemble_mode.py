@@ -1,9 +1,8 @@
 """Ensemble mode: one Triton model per operator node, wired by a ``platform: "ensemble"`` model.
 
-Select/concat/drop nodes become wiring (which tensor feeds which model input); every
-operator node becomes a Python-backend model ``<index>_<Operator>`` running only that
-operator (:class:`funnel.triton.runtime.OperatorModel`), or the operator's native backend
-when it declares one (``Operator.native_triton_model()``).
+Select/concat/drop nodes become wiring (which tensor feeds which model input); every operator node
+becomes a model ``<index>_<Operator>``: the Python backend running only that operator
+(:class:`funnel.triton.runtime.OperatorModel`), or its native backend (``Operator.native_triton_model()``).
 """
 
 from __future__ import annotations
@@ -93,21 +92,17 @@ def write_ensemble_models(
     for spec in out_specs:
         tensor = final[spec.column][spec.part]
         if tensor in rename or "/" not in tensor:
-            raise ExportError(
-                f"ensemble mode: output column {spec.column!r} passes a request column (or a shared tensor) "
-                "straight through; Triton ensembles cannot output their inputs. Use mode='executor' or "
-                "drop the column from the output"
-            )
+            raise ExportError(f"ensemble mode: output column {spec.column!r} passes a request column (or a shared "
+                              "tensor) straight through; Triton ensembles cannot output their inputs. Use "
+                              "mode='executor' or drop the column from the output")
         rename[tensor] = spec.name
     for step in steps:
         for key in ("input_map", "output_map"):
             step[key] = {k: rename.get(v, v) for k, v in step[key].items()}
     _prune_unused(steps, graph.request_schema, set(rename.values()))
-    config_args = {
-        "max_batch_size": max_batch_size, "dynamic_batching": dynamic_batching, "instance_kind": instance_kind,
-        "instance_count": instance_count, "parameters": {"FUNNEL_DEVICE": instance_kind, **(parameters or {})},
-        "max_queue_delay_us": max_queue_delay_us,
-    }
+    config_args = dict(max_batch_size=max_batch_size, dynamic_batching=dynamic_batching, instance_kind=instance_kind,
+                       instance_count=instance_count, max_queue_delay_us=max_queue_delay_us,
+                       parameters={"FUNNEL_DEVICE": instance_kind, **(parameters or {})})
     for step in steps:
         if "_python" in step:
             text = cfg.python_model_config(step["model_name"], *step.pop("_python"), **config_args)
@@ -120,10 +115,9 @@ def write_ensemble_models(
 
 
 def _prune_unused(steps: list[dict[str, Any]], request_schema: Schema, outputs: set[str]) -> None:
-    """Triton refuses an ensemble holding a tensor nothing reads. Operator outputs nothing
-    downstream reads are left unmapped; request columns no operator reads are handed to the
-    first Python-backend step as extra inputs it ignores, so the ensemble still accepts the
-    full request schema (the same inputs as executor mode)."""
+    """Triton refuses an ensemble holding a tensor nothing reads. Operator outputs nothing downstream reads
+    are left unmapped; request columns no operator reads go to the first Python-backend step as extra
+    inputs it ignores, so the ensemble still accepts the full request schema (as executor mode does)."""
     consumed = {v for step in steps for v in step["input_map"].values()} | outputs
     for step in steps:
         step["output_map"] = {k: v for k, v in step["output_map"].items() if v in consumed}
@@ -132,11 +126,9 @@ def _prune_unused(steps: list[dict[str, Any]], request_schema: Schema, outputs: 
         return
     python = next((step for step in steps if "_python" in step), None)
     if python is None:
-        raise ExportError(
-            f"ensemble mode: request column(s) {sorted({s.column for s in unused})} are read by no operator, and "
-            "every step runs on a native backend that cannot accept them. Drop them from the request schema "
-            "or use mode='executor'"
-        )
+        raise ExportError(f"ensemble mode: request column(s) {sorted({s.column for s in unused})} are read by no "
+                          "operator, and every step runs on a native backend that cannot accept them. Drop them "
+                          "from the request schema or use mode='executor'")
     in_specs, out_specs = python["_python"]
     taken = {s.name for s in in_specs}
     extra = [s for s in unused if s.name not in taken]
@@ -145,14 +137,12 @@ def _prune_unused(steps: list[dict[str, Any]], request_schema: Schema, outputs: 
 
 
 def _map_block(key: str, mapping: dict[str, str]) -> str:
-    return "".join(
-        f"      {key} {{\n        key: {cfg._q(k)}\n        value: {cfg._q(v)}\n      }}\n" for k, v in mapping.items()
-    )
+    return "".join(f"      {key} {{\n        key: {cfg._q(k)}\n        value: {cfg._q(v)}\n      }}\n"
+                   for k, v in mapping.items())
 
 
-def _ensemble_config(
-    name: str, graph: Any, out_specs: list[TensorSpec], steps: list[dict[str, Any]], max_batch_size: int
-) -> str:
+def _ensemble_config(name: str, graph: Any, out_specs: list[TensorSpec], steps: list[dict[str, Any]],
+                     max_batch_size: int) -> str:
     text = f"name: {cfg._q(name)}\nplatform: \"ensemble\"\nmax_batch_size: {int(max_batch_size)}\n"
     text += cfg.tensor_block("input", tensor_specs(graph.request_schema), batched=max_batch_size > 0)
     text += cfg.tensor_block("output", out_specs, batched=max_batch_size > 0)
@@ -178,10 +168,9 @@ def _native_specs(schema: Schema, names: dict[str, str], lifted: bool) -> list[T
 def _write_native(
     op: Any, native: NativeTritonModel, bound: BoundNode, model: str, version_dir: Path, inputs: Wiring,
 ) -> tuple[dict[str, str], list[TensorSpec], Wiring]:
-    """A native-backend model (e.g. tensorflow_savedmodel): the operator writes its artifact;
-    the config declares the backend's tensor names. Tensors keep funnel's leading request
-    dimension on the wire and are reshaped to what the backend expects (flat candidate rows
-    for lifted operators). Returns the step's input map, its output tensors and their wiring."""
+    """A native-backend model (e.g. tensorflow_savedmodel): the operator writes its artifact, the config
+    declares the backend's tensor names, reshaped from funnel's leading request dimension to what the
+    backend expects (flat candidate rows if lifted). Returns the input map, output tensors and their wiring."""
     op.write_native_model(version_dir)
     in_specs = _native_specs(bound.input_schema, native.inputs, bound.lifted)
     out_specs = _native_specs(bound.output_schema, native.outputs, bound.lifted)

@@ -1,14 +1,13 @@
 """Write a Triton model repository for an Ensemble (executor or ensemble mode).
 
-Nothing is pickled: graphs and operator configs are JSON, artifacts are the files the
-operators write, and every model's ``model.py`` is a shim importing :mod:`funnel.triton.runtime` from the
-installed ``funnel`` after taking the model's own directories off ``sys.path`` (Triton's
-Python backend puts them there: a ``.py`` file dropped next to model.py must never be
-imported). The write is atomic: the target directory always exists.
+Nothing is pickled: graphs and operator configs are JSON, artifacts are the files the operators
+write, and every ``model.py`` is a shim importing :mod:`funnel.triton.runtime` (``funnel.files``).
+The write is atomic: the target directory always exists.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import tempfile
@@ -38,17 +37,13 @@ def export_ensemble(
     overwrite: bool = False, max_queue_delay_us: int = 0, native_backends: bool = True,
     execution_env: str | os.PathLike[str] | None = None, max_request_rows: int | None = None, trust_code: bool = False,
 ) -> Path:
-    """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path`` (docs/serving.md).
+    """Write a Triton model repository serving ``ensemble`` at ``path``; returns ``path``.
 
-    ``mode="executor"``: one Python-backend model ``name`` runs the whole graph (dynamic batches are
-    concatenated, run once and split back); ``"ensemble"``: one model per operator (``<index>_<Operator>``,
-    its native backend unless ``native_backends=False``) wired by a ``platform: "ensemble"`` model ``name``.
-    ``max_batch_size`` counts requests; ``max_queue_delay_us`` lets the dynamic batcher wait to gather more.
-    ``execution_env`` sets the Python backend's ``EXECUTION_ENV_PATH`` (e.g. a numpy<2 environment for
-    string columns). ``max_request_rows`` (default 4096; 0 = no limit): a larger request is refused with
-    HTTP 400 / gRPC INVALID_ARGUMENT before any work. ``trust_code=True`` lets the served model import
-    ``module:Name`` operator types no plugin registers (docs/reliability.md); without it exporting such a
-    graph warns. A non-empty ``path`` is refused unless ``overwrite=True``.
+    ``mode="executor"``: one Python-backend model ``name`` runs the whole graph; ``"ensemble"``: one model
+    per operator (its native backend unless ``native_backends=False``) wired by an ensemble model ``name``.
+    ``execution_env`` sets ``EXECUTION_ENV_PATH``; ``max_request_rows`` (default 4096; 0 = no limit) refuses
+    larger requests with HTTP 400; ``trust_code`` lets the served model import ``module:Name`` operators no
+    plugin registers; a non-empty ``path`` needs ``overwrite=True``. See docs/serving.md, docs/reliability.md.
     """
     if mode not in ("executor", "ensemble"):
         raise ExportError(f"mode must be 'executor' or 'ensemble', got {mode!r}")
@@ -64,11 +59,8 @@ def export_ensemble(
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise ExportError(f"{target} is not empty; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    parameters = {"FUNNEL_MAX_REQUEST_ROWS": str(rows)}
-    if execution_env:
-        parameters["EXECUTION_ENV_PATH"] = os.fspath(execution_env)
-    if trust_code:
-        parameters["FUNNEL_TRUST_CODE"] = "1"
+    parameters = {"FUNNEL_MAX_REQUEST_ROWS": str(rows), **({"FUNNEL_TRUST_CODE": "1"} if trust_code else {}),
+                  **({"EXECUTION_ENV_PATH": os.fspath(execution_env)} if execution_env else {})}
     opts = {"version": int(version), "instance_kind": instance_kind, "instance_count": int(instance_count),
             "max_batch_size": int(max_batch_size), "dynamic_batching": bool(dynamic_batching),
             "max_queue_delay_us": int(max_queue_delay_us), "parameters": parameters}
@@ -82,9 +74,11 @@ def export_ensemble(
             from funnel.triton.ensemble_mode import write_ensemble_models  # noqa: PLC0415
 
             models = write_ensemble_models(ensemble, graph, tmp, name, native_backends=native_backends, **opts)
+        # the plugins the served models need: each distribution the operators come from, by name
+        dists = {info["distribution"]: info.get("version") for info in ops.values() if (info or {}).get("distribution")}
         manifest = {"format": "funnel-triton-repository/1", "funnel_version": graph.get("funnel_version"),
                     "mode": mode, "entry_model": name, "models": sorted(models), "operators": ops,
-                    "plugins": _plugins(ops)}
+                    "plugins": [{"distribution": d, "version": dists[d]} for d in sorted(dists)]}
         (tmp / MANIFEST_FILE).write_bytes(dumps_json(manifest))
         _replace(tmp, target)
     except BaseException:
@@ -107,27 +101,14 @@ def _check_trust(ensemble: Ensemble, trust_code: bool, mode: str, native_backend
         and not (mode == "ensemble" and native_backends and op.native_triton_model() is not None)
     })
     if untrusted:
-        warnings.warn(
-            f"operator type(s) {untrusted} are not registered by any funnel plugin: the served model "
-            "will refuse to import their modules unless trusted. Register them through a plugin "
-            "(docs/writing-a-plugin.md), or export with trust_code=True (or set FUNNEL_TRUST_CODE=1 where the "
-            "server runs) if you trust that code",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _plugins(operators: dict[str, Any]) -> list[dict[str, Any]]:
-    """The manifest's plugins: each distribution the operators come from (and its version), by name."""
-    seen = {info["distribution"]: {"distribution": info["distribution"], "version": info.get("version")}
-            for info in operators.values() if (info or {}).get("distribution")}
-    return [seen[k] for k in sorted(seen)]
+        warnings.warn(f"operator type(s) {untrusted} are not registered by any funnel plugin: the served model "
+                      "will refuse to import their modules unless trusted. Register them through a plugin "
+                      "(docs/writing-a-plugin.md), or export with trust_code=True (or set FUNNEL_TRUST_CODE=1 "
+                      "where the server runs) if you trust that code", UserWarning, stacklevel=3)
 
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    import ctypes  # noqa: PLC0415
-
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
@@ -136,9 +117,8 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _replace(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` at ``target``; an existing target directory is swapped out atomically (no
-    moment without ``target``; where the OS cannot swap: old renamed aside, new renamed in),
-    then removed."""
+    """Put ``tmp`` at ``target``; an existing target directory is swapped out atomically, then removed (no
+    moment without ``target``; where the OS cannot swap: old renamed aside, new renamed in)."""
     os.chmod(tmp, 0o755)
     if not target.is_dir() or target.is_symlink():
         target.unlink(missing_ok=True)

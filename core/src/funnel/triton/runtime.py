@@ -1,17 +1,18 @@
 """Code the generated ``model.py`` files import: funnel graphs inside Triton's Python backend.
 
-``ExecutorModel`` runs a whole saved graph; ``OperatorModel`` runs one operator node
-(ensemble mode). Tensor I/O goes through DLPack both ways: with numpy 2, the 2.51 stub's
-``as_numpy()`` returns wrong data silently and ``pb_utils.Tensor(name, ndarray)`` returns
-empty tensors. :func:`self_check` verifies the path at load and refuses to serve otherwise.
-This module imports ``triton_python_backend_utils`` only inside the server.
+``ExecutorModel`` runs a whole saved graph; ``OperatorModel`` runs one operator node (ensemble
+mode). Tensor I/O goes through DLPack both ways: with numpy 2, the 2.51 stub's ``as_numpy()``
+returns wrong data silently and ``pb_utils.Tensor(name, ndarray)`` empty tensors; :func:`self_check`
+refuses to serve otherwise. ``triton_python_backend_utils`` is imported only inside the server.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 
 from funnel.errors import FunnelError, OperatorError, RequestError, SchemaError
 from funnel.executor import apply_operator, validate_request
-from funnel.files import DEFAULT_MAX_REQUEST_ROWS, OP_FILE
+from funnel.files import DEFAULT_MAX_REQUEST_ROWS, GRAPH_FILE, OP_FILE
 from funnel.schema import Schema
 from funnel.table import Table, array_module
 from funnel.triton.wire import REQUEST, VALUES, bytes_to_text, decode_table, encode_table, tensor_specs
@@ -43,38 +44,26 @@ _CHECK_ARRAYS = (
 
 
 def self_check(to_tensor: Callable[[str, Any], Any], from_tensor: Callable[[Any], Any]) -> None:
-    """Round-trip known arrays through ``to_tensor``/``from_tensor``; raise if anything changes.
-
-    Called at model load with the backend's tensor functions: a stub/numpy mismatch that
-    would corrupt data makes the model fail to load instead of returning wrong numbers.
-    """
+    """Round-trip known arrays through the backend's ``to_tensor``/``from_tensor`` at model load;
+    raise if anything changes, so a stub/numpy mismatch fails the load instead of serving wrong numbers."""
     for arr in _CHECK_ARRAYS:
         try:
             back = np.asarray(from_tensor(to_tensor("funnel_self_check", arr.copy())))
         except Exception as exc:  # noqa: BLE001
-            raise RuntimeError(
-                f"funnel self-check: moving a {arr.dtype} tensor through the Python backend failed "
-                f"({type(exc).__name__}: {exc}); numpy {np.__version__}. See docs/serving.md"
-            ) from exc
+            raise RuntimeError(f"funnel self-check: moving a {arr.dtype} tensor through the Python backend failed "
+                               f"({type(exc).__name__}: {exc}); numpy {np.__version__}. See docs/serving.md") from exc
         if back.shape != arr.shape or back.dtype != arr.dtype or not np.array_equal(back, arr):
-            raise RuntimeError(
-                f"funnel self-check: a {arr.dtype}{list(arr.shape)} tensor came back as "
-                f"{back.dtype}{list(back.shape)} {back.ravel()[:6].tolist()} instead of "
-                f"{arr.ravel()[:6].tolist()}: this Triton Python backend stub corrupts tensors with "
-                f"numpy {np.__version__}. Refusing to serve wrong numbers; use a stub built for "
-                "numpy 2 or a numpy<2 model environment (EXECUTION_ENV_PATH). See docs/serving.md"
-            )
+            raise RuntimeError(f"funnel self-check: a {arr.dtype}{list(arr.shape)} tensor came back as "
+                               f"{back.dtype}{list(back.shape)} {back.ravel()[:6].tolist()} instead of "
+                               f"{arr.ravel()[:6].tolist()}: this Triton Python backend stub corrupts tensors with "
+                               f"numpy {np.__version__}. Refusing to serve wrong numbers; use a stub built for "
+                               "numpy 2 or a numpy<2 model environment (EXECUTION_ENV_PATH). See docs/serving.md")
 
 
 def _drop_capsule_reports() -> None:
-    """Stop the stub's harmless "PyCapsule_GetPointer called with incorrect name" reports.
-
-    The 2.51 stub's ``pb_utils.Tensor.from_dlpack`` raises that ValueError through
-    ``sys.unraisablehook`` on every call; the default hook formats a traceback and writes it
-    to the server log each time: about 0.12 ms per output tensor (benchmarks/multistage.py,
-    a third of the executor's response time). Every other unraisable exception still reaches
-    the previous hook.
-    """
+    """Stop the 2.51 stub's harmless "PyCapsule_GetPointer called with incorrect name" reports (raised through
+    ``sys.unraisablehook`` by every ``Tensor.from_dlpack``: about 0.12 ms per output tensor formatting them,
+    benchmarks/multistage.py); every other unraisable exception still reaches the previous hook."""
     previous = sys.unraisablehook
     if getattr(previous, "funnel_capsule_filter", False):
         return
@@ -89,62 +78,45 @@ def _drop_capsule_reports() -> None:
     sys.unraisablehook = hook
 
 
-_PB: Any = None
-
-
+@functools.cache
 def _pb() -> Any:
     """``triton_python_backend_utils`` (exists only inside Triton), imported once."""
-    global _PB  # noqa: PLW0603
-    if _PB is None:
-        import triton_python_backend_utils as pb_utils  # noqa: PLC0415
+    import triton_python_backend_utils as pb_utils  # noqa: PLC0415
 
-        _PB = pb_utils
-    return _PB
+    return pb_utils
 
 
 def _read(tensor: Any) -> Any:
     """A backend tensor as a numpy (or, for GPU memory, cupy) array through DLPack."""
-    if tensor.is_cpu():
-        if NUMPY2:
-            return np.from_dlpack(tensor)
-        return bytes_to_text(tensor.as_numpy())  # numpy<2: the API the stub was built for
-    import cupy  # noqa: PLC0415
+    if not tensor.is_cpu():
+        import cupy  # noqa: PLC0415
 
-    return cupy.from_dlpack(tensor.to_dlpack())
+        return cupy.from_dlpack(tensor.to_dlpack())
+    # numpy<2: as_numpy(), the API the stub was built for
+    return np.from_dlpack(tensor) if NUMPY2 else bytes_to_text(tensor.as_numpy())
 
 
 def _write(name: str, array: Any) -> Any:
     """A backend tensor from an array through DLPack (contiguous and writeable)."""
-    pb_utils = _pb()
-    if array_module(array) == "numpy":
+    module = array_module(array)
+    if module == "numpy":
         array = np.asarray(array)
         if not NUMPY2:  # numpy<2: the API the stub was built for (strings included)
-            return pb_utils.Tensor(name, np.ascontiguousarray(array))
+            return _pb().Tensor(name, np.ascontiguousarray(array))
         if not array.flags.c_contiguous or not array.flags.writeable:
             array = np.array(array, copy=True, order="C")
+    elif module == "cupy":
+        array = sys.modules["cupy"].ascontiguousarray(array)
     else:
-        xp = sys.modules[array_module(array)]
-        if array_module(array) == "cupy":
-            array = xp.ascontiguousarray(array)
-        else:
-            array = array.contiguous()
-    return pb_utils.Tensor.from_dlpack(name, array)
+        array = array.contiguous()
+    return _pb().Tensor.from_dlpack(name, array)
 
 
 def client_fault(exc: BaseException) -> bool:
     """True when ``exc`` is the client's mistake (a malformed request, a value the graph
     refuses): answered as INVALID_ARG (HTTP 400 / gRPC INVALID_ARGUMENT); else a server fault (500)."""
-    if isinstance(exc, (RequestError, SchemaError)):
-        return True
-    return isinstance(exc, OperatorError) and isinstance(exc.__cause__, (RequestError, SchemaError))
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    client = (RequestError, SchemaError)
+    return isinstance(exc, client) or (isinstance(exc, OperatorError) and isinstance(exc.__cause__, client))
 
 
 def _trim_memory() -> None:
@@ -158,7 +130,8 @@ def _trim_memory() -> None:
 
 
 class _FunnelModel:
-    """Shared request handling: decode, validate, concatenate, run once, split, respond."""
+    """Shared request handling: decode, validate, concatenate, run once, split, respond (subclasses
+    set the schemas in ``_load(version_dir)`` and run a table in ``_run(table)``)."""
 
     input_schema: Schema
     output_schema: Schema
@@ -169,15 +142,8 @@ class _FunnelModel:
     max_rows: int = DEFAULT_MAX_REQUEST_ROWS
     model_name: str = "funnel"
 
-    def _load(self, version_dir: Path) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _run(self, table: Table) -> Table:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     def initialize(self, args: dict[str, Any]) -> None:
         """Triton hook: self-check the tensor path, then load the graph (or operator)."""
-        pb_utils = _pb()
         self.model_config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
         self.device = params.get("FUNNEL_DEVICE", "cpu")
@@ -188,33 +154,27 @@ class _FunnelModel:
         try:
             self.max_rows = int(raw_limit)
         except ValueError:
-            raise RuntimeError(
-                f"funnel: model {self.model_name!r}: parameter FUNNEL_MAX_REQUEST_ROWS must be an integer, got {raw_limit!r}"
-            ) from None
+            raise RuntimeError(f"funnel: model {self.model_name!r}: parameter FUNNEL_MAX_REQUEST_ROWS must be an "
+                               f"integer, got {raw_limit!r}") from None
         #: the export's trust_code switch, or FUNNEL_TRUST_CODE in the server's environment
         self.trust_code = params.get("FUNNEL_TRUST_CODE", "").lower() in ("1", "true", "yes")
         if self.trust_code:  # one switch for this model's process: plugins (funnel-workflow) read the variable
-            import os  # noqa: PLC0415
-
             os.environ["FUNNEL_TRUST_CODE"] = "1"
         _drop_capsule_reports()
         if NUMPY2:
-            self_check(pb_utils.Tensor.from_dlpack, np.from_dlpack)
+            self_check(_pb().Tensor.from_dlpack, np.from_dlpack)
         else:
-            self_check(pb_utils.Tensor, lambda t: t.as_numpy())
-        version_dir = Path(args["model_repository"]) / args["model_version"]
+            self_check(_pb().Tensor, lambda t: t.as_numpy())
         try:
-            self._load(version_dir)
+            self._load(Path(args["model_repository"]) / args["model_version"])
         except FunnelError as exc:
             raise RuntimeError(f"funnel: model {args['model_name']!r} cannot load: {exc}") from exc
         strings = sorted({c.name for c in (*self.input_schema, *self.output_schema) if c.dtype == "str"})
         if strings and NUMPY2:
-            raise RuntimeError(
-                f"funnel: model {args['model_name']!r} has string column(s) {strings}, and string "
-                f"(BYTES) tensors cannot cross this Triton Python backend stub with numpy {np.__version__}. "
-                "Encode them as integer ids, or give the model a numpy<2 environment through the "
-                "EXECUTION_ENV_PATH parameter (docs/serving.md)"
-            )
+            raise RuntimeError(f"funnel: model {args['model_name']!r} has string column(s) {strings}, and string "
+                               f"(BYTES) tensors cannot cross this Triton Python backend stub with numpy "
+                               f"{np.__version__}. Encode them as integer ids, or give the model a numpy<2 "
+                               "environment through the EXECUTION_ENV_PATH parameter (docs/serving.md)")
         self._input_names = [s.name for s in tensor_specs(self.input_schema)]
         self._dtypes = {c.name: c.numpy_dtype for c in self.output_schema}
         gc.collect()
@@ -230,15 +190,22 @@ class _FunnelModel:
             rid = None
         except Exception:  # noqa: BLE001 - a backend without request ids: nothing to check
             return
-        if rid is None or (isinstance(rid, bytes) and not _utf8(rid)) or (isinstance(rid, str) and not _utf8(rid.encode("utf-8", "surrogateescape"))):
-            raise RequestError("the request id is not valid UTF-8 (Triton would echo it raw into the JSON answer); send a UTF-8 id")
+        if isinstance(rid, str):
+            rid = rid.encode("utf-8", "surrogateescape")
+        try:
+            if isinstance(rid, bytes):
+                rid.decode("utf-8")
+        except UnicodeDecodeError:
+            rid = None
+        if rid is None:
+            raise RequestError("the request id is not valid UTF-8 (Triton would echo it raw into the JSON answer); "
+                               "send a UTF-8 id")
 
     def _decode(self, request: Any) -> Table:
-        pb_utils = _pb()
         self._check_request_id(request)
-        tensors: dict[str, Any] = {}
+        tensors = {}
         for name in self._input_names:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            tensor = _pb().get_input_tensor_by_name(request, name)
             if tensor is not None:
                 tensors[name] = _read(tensor)
         self._check_rows(tensors)
@@ -249,33 +216,25 @@ class _FunnelModel:
             raise RequestError(self._too_many(table.num_rows))
         table = validate_request(table, self.input_schema)
         self._check_finite(table)
-        if self.device == "gpu":
-            table = table.to_cupy()
-        return table
+        return table.to_cupy() if self.device == "gpu" else table
 
     def _check_finite(self, table: Table) -> None:
         """A served request's float values must be finite: NaN or inf reaching FAISS or a model
         gives meaningless results (and NaN is not valid JSON in the answer)."""
         for column in self.input_schema:
-            if column.numpy_dtype.kind != "f":
-                continue
             value = table[column.name]
             arr = value.values if hasattr(value, "offsets") else value
-            if array_module(arr) != "numpy" or not arr.size:
+            if column.numpy_dtype.kind != "f" or array_module(arr) != "numpy" or not arr.size:
                 continue
             finite = np.isfinite(arr)
             if not finite.all():
                 bad = np.asarray(arr).ravel()[~finite.ravel()][0]
-                raise RequestError(
-                    f"request column {column.name!r} holds {bad} ({int((~finite).sum())} non-finite value(s)); "
-                    "served requests must hold finite numbers"
-                )
+                raise RequestError(f"request column {column.name!r} holds {bad} ({int((~finite).sum())} non-finite "
+                                   "value(s)); served requests must hold finite numbers")
 
     def _too_many(self, rows: int) -> str:
-        return (
-            f"request has {rows} rows; model {self.model_name!r} accepts at most {self.max_rows} rows per "
-            "request (export parameter max_request_rows). Split the request"
-        )
+        return (f"request has {rows} rows; model {self.model_name!r} accepts at most {self.max_rows} rows per "
+                "request (export parameter max_request_rows). Split the request")
 
     def _check_rows(self, tensors: dict[str, Any]) -> None:
         """Refuse an oversized request from a scalar column's size alone, before decoding:
@@ -291,14 +250,13 @@ class _FunnelModel:
             return
 
     def _respond(self, table: Table) -> Any:
-        pb_utils = _pb()
         out = []
         for name, arr in encode_table(table, self.output_schema, form=self.wire_form).items():
-            want = self._dtypes.get(name[: -len(VALUES)] if name.endswith(VALUES) else name)
+            want = self._dtypes.get(name.removesuffix(VALUES))
             if want is not None and want != object and arr.dtype != want:
                 arr = arr.astype(want)
             out.append(_write(name, arr))
-        return pb_utils.InferenceResponse(output_tensors=out)
+        return _pb().InferenceResponse(output_tensors=out)
 
     @staticmethod
     def _error(exc: BaseException) -> Any:
@@ -308,45 +266,32 @@ class _FunnelModel:
         code = pb_utils.TritonError.INVALID_ARG if client_fault(exc) else pb_utils.TritonError.INTERNAL
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(msg, code))
 
-    def _log_warn(self, message: str) -> None:
-        try:
-            _pb().Logger.log_warn(message)
-        except Exception:  # noqa: BLE001 - logging must never fail a request
-            print(message, file=sys.stderr, flush=True)
-
     def _run_group(self, items: list[tuple[int, Table]], responses: list[Any]) -> None:
-        """Run requests merged; answer each exactly once.
-
-        A failing merged run is logged. When the failure is a client fault (RequestError /
-        SchemaError: some request's data), each request then runs alone once, so the failing
-        one gets its own 400 and the others their answers; no request runs more than twice.
-        A server fault (anything else) answers every request of the batch with that error
-        once, without re-running: re-running would repeat every side effect and random draw.
-        """
+        """Run requests merged; answer each exactly once. After a failing merged run (logged), a client fault
+        re-runs each request alone once, so the failing one gets its own 400; a server fault answers every
+        request with that error, not re-run (that would repeat every side effect and random draw)."""
         try:
             if len(items) == 1:
                 outs = [self._run(items[0][1])]
             else:
-                merged = self._run(Table.concat([t for _, t in items]))
-                outs = merged.split([t.num_rows for _, t in items])
+                outs = self._run(Table.concat([t for _, t in items])).split([t.num_rows for _, t in items])
             answered = [self._respond(part) for part in outs]
         except Exception as exc:  # noqa: BLE001 - becomes error responses, never swallowed
-            if len(items) == 1:
-                responses[items[0][0]] = self._error(exc)
-                return
-            isolate = client_fault(exc)
-            self._log_warn(
-                f"funnel: model {self.model_name!r}: a merged batch of {len(items)} requests failed "
-                f"({type(exc).__name__}: {exc}); "
-                + ("running each request alone once to isolate the failing one" if isolate else
-                   "a server fault: every request of the batch gets this error (not re-run)")
-            )
-            if not isolate:
-                for i, _ in items:
-                    responses[i] = self._error(exc)
-                return
+            isolate = len(items) > 1 and client_fault(exc)
+            if len(items) > 1:
+                message = (f"funnel: model {self.model_name!r}: a merged batch of {len(items)} requests failed "
+                           f"({type(exc).__name__}: {exc}); "
+                           + ("running each request alone once to isolate the failing one" if isolate else
+                              "a server fault: every request of the batch gets this error (not re-run)"))
+                try:
+                    _pb().Logger.log_warn(message)
+                except Exception:  # noqa: BLE001 - logging must never fail a request
+                    print(message, file=sys.stderr, flush=True)
             for item in items:
-                self._run_group([item], responses)
+                if isolate:
+                    self._run_group([item], responses)
+                else:
+                    responses[item[0]] = self._error(exc)
             return
         for (i, _), response in zip(items, answered):
             responses[i] = response
@@ -360,17 +305,12 @@ class _FunnelModel:
                 ok.append((i, self._decode(request)))
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
                 responses[i] = self._error(exc)
-        if ok and self.mergeable:
-            self._run_group(ok, responses)
-        else:  # an operator changes row counts: every request runs alone
-            for item in ok:
-                self._run_group([item], responses)
+        # when an operator changes row counts, every request runs alone
+        for group in [ok] if ok and self.mergeable else [[item] for item in ok]:
+            self._run_group(group, responses)
         if sum(t.num_rows for _, t in ok) >= _TRIM_ROWS:
             _trim_memory()
         return responses
-
-    def finalize(self) -> None:
-        """Triton hook: nothing to release beyond what garbage collection does."""
 
 
 class ExecutorModel(_FunnelModel):
@@ -378,16 +318,14 @@ class ExecutorModel(_FunnelModel):
 
     def _load(self, version_dir: Path) -> None:
         from funnel.ensemble import Ensemble  # noqa: PLC0415
-
-        self.ensemble = Ensemble.load(version_dir, trust_code=self.trust_code or None)
-        self.input_schema = self.ensemble.input_schema
-        self.output_schema = self.ensemble.output_schema
-        self.mergeable = not any(getattr(b.node.op, "changes_rows", False) for b in self.ensemble.graph.nodes)
         from funnel.triton.config import check_model_config  # noqa: PLC0415 - graph vs config.pbtxt
 
+        self.ensemble = Ensemble.load(version_dir, trust_code=self.trust_code or None)
+        self.input_schema, self.output_schema = self.ensemble.input_schema, self.ensemble.output_schema
+        self.mergeable = not any(getattr(b.node.op, "changes_rows", False) for b in self.ensemble.graph.nodes)
         if getattr(self, "model_config", None) is not None:
             check_model_config(self.model_config, self.input_schema, self.output_schema, self.wire_form,
-                               where=f"model {self.model_name!r} (config.pbtxt vs {version_dir / 'funnel-graph.json'})")
+                               where=f"model {self.model_name!r} (config.pbtxt vs {version_dir / GRAPH_FILE})")
 
     def _run(self, table: Table) -> Table:
         return self.ensemble._executor.transform(table, validate=False)
@@ -402,11 +340,9 @@ class OperatorModel(_FunnelModel):
         doc = json.loads((version_dir / OP_FILE).read_text())
         type_name = doc["op"]["type"]
         hint = (doc.get("operators", {}).get(type_name) or {}).get("distribution")
-        self.op = load_operator(
-            type_name, doc["op"]["config"], version_dir / "artifacts", distribution=hint, trust_code=self.trust_code or None
-        )
-        self.input_schema = Schema.from_dict(doc["input_schema"])
-        self.output_schema = Schema.from_dict(doc["output_schema"])
+        self.op = load_operator(type_name, doc["op"]["config"], version_dir / "artifacts", distribution=hint,
+                                trust_code=self.trust_code or None)
+        self.input_schema, self.output_schema = (Schema.from_dict(doc[k]) for k in ("input_schema", "output_schema"))
         self.lifted = bool(doc["lifted"])
         self.mergeable = not getattr(self.op, "changes_rows", False)
         self._out_names = self.output_schema.column_names

@@ -1,14 +1,10 @@
 """How a funnel Table travels as Triton tensors (shared by the exporter, runtime and client).
 
-Two forms (docs/serving.md, "Wire format", records the choice):
-
-* **rows** (``ROWS``) — Triton's own convention, for executor-mode exports whose request
-  columns are all scalars: the rows are Triton's batch dimension (``<col>`` ``[B, 1]``; a list
-  output padded as ``[B, L]`` plus its lengths in ``<col>__lengths``). ``max_batch_size`` counts rows.
-* **request** (``REQUEST``) — every other graph and every ensemble-mode model: every tensor has
-  a leading dimension of 1 (one Triton batch item is one request table); a ragged list column
-  travels as ``<col>__values`` and ``<col>__offsets``, whose lengths differ from the row count,
-  so the rows cannot be Triton's batch dimension.
+Two forms, recorded per model as ``FUNNEL_WIRE_FORM`` (docs/serving.md, "Wire format", says why):
+**rows** (``ROWS``, executor exports of scalar-only requests): the rows are Triton's batch dimension,
+a list output is padded, with ``<col>__lengths``; **request** (``REQUEST``, every other model): every
+tensor has a leading dimension of 1 (one batch item is one request table) and a ragged list column
+travels as ``<col>__values`` and ``<col>__offsets``.
 """
 
 from __future__ import annotations
@@ -84,9 +80,8 @@ class TensorSpec:
 
 def wire_form(request_schema: Schema) -> str:
     """``ROWS`` when every request column holds one scalar per row, else ``REQUEST``."""
-    if len(request_schema) and all(not c.is_list and tuple(c.dims) == () for c in request_schema):
-        return ROWS
-    return REQUEST
+    scalars = len(request_schema) and all(not c.is_list and tuple(c.dims) == () for c in request_schema)
+    return ROWS if scalars else REQUEST
 
 
 def pad_value(dtype: Any) -> Any:
@@ -102,11 +97,8 @@ def _dims(dims: Iterable[int | None]) -> tuple[int, ...]:
 
 
 def column_specs(col: ColumnSchema, prefix: str = "", form: str = REQUEST) -> list[TensorSpec]:
-    """The tensors that carry one column (``prefix`` is prepended to tensor names).
-
-    ``dims`` exclude Triton's batch dimension: in the rows form the rows are that dimension
-    (a scalar column is ``[1]``, a list column ``[-1]`` padded plus ``__lengths`` ``[1]``).
-    """
+    """The tensors that carry one column (``prefix`` is prepended to tensor names); ``dims`` exclude
+    Triton's batch dimension (the rows, in the rows form: a scalar column is ``[1]``)."""
     dtype = triton_dtype(col.dtype)
     name = prefix + col.name
     if col.is_list and col.is_ragged:
@@ -126,9 +118,8 @@ def tensor_specs(schema: Schema, prefix: str = "", form: str = REQUEST) -> list[
 
 
 def encode_table(table: Table, schema: Schema | None = None, form: str = REQUEST) -> dict[str, Any]:
-    """Tensor name → array in ``form`` (request: a leading request dimension of 1; rows:
-    batch-first, list columns padded + ``__lengths``). Request-form arrays keep their device.
-    With ``schema``, only its columns are encoded, in its order."""
+    """Tensor name → array in ``form`` (request-form arrays keep their device); with ``schema``, only
+    its columns are encoded, in its order."""
     out: dict[str, Any] = {}
     for name in schema.column_names if schema is not None else table.column_names:
         col = table[name]
@@ -149,19 +140,16 @@ def encode_table(table: Table, schema: Schema | None = None, form: str = REQUEST
 
 
 def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "request", form: str = REQUEST) -> Table:
-    """Rebuild a Table from tensors following ``schema`` (the rows form also accepts ``[1, B]``
-    and ``[B]`` from older clients). Raises RequestError for a missing tensor, a wrong leading
-    dimension, ragged offsets that do not match their values, or columns with different row counts."""
+    """Rebuild a Table from tensors following ``schema``; RequestError for a missing tensor, a wrong
+    leading dimension, offsets that do not match their values, or columns with different row counts."""
     read = _read_rows if form == ROWS else _read_request
     columns: dict[str, Any] = {}
     rows: int | None = None
     for col in schema:
         value, n = read(tensors, col, where)
         if rows is not None and n != rows:
-            raise RequestError(
-                f"{where}: column {col.name!r} has {n} rows but {schema.column_names[0]!r} has {rows}; "
-                "every column needs one entry per request row"
-            )
+            raise RequestError(f"{where}: column {col.name!r} has {n} rows but {schema.column_names[0]!r} has "
+                               f"{rows}; every column needs one entry per request row")
         rows = n
         columns[col.name] = value
     return Table(columns, num_rows=rows or 0)
@@ -170,14 +158,14 @@ def decode_table(tensors: Mapping[str, Any], schema: Schema, where: str = "reque
 def _read_request(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> tuple[Any, int]:
     """One column of the request form (leading dimension 1) and its row count."""
     if col.is_list and col.is_ragged:
-        values = _strip(tensors, col.name + VALUES, where)
-        offsets = _strip(tensors, col.name + OFFSETS, where)
+        values = _tensor(tensors, col.name + VALUES, where)
+        offsets = _tensor(tensors, col.name + OFFSETS, where)
         try:
             value = Ragged(values, offsets)  # validates the offsets against the values
         except SchemaError as exc:
             raise RequestError(f"{where}: column {col.name!r} ({col.name + OFFSETS}): {exc}") from None
         return value, value.num_rows
-    value = _strip(tensors, col.name, where)
+    value = _tensor(tensors, col.name, where)
     if value.ndim == 0:
         raise RequestError(f"{where}: column {col.name!r} needs a row dimension")
     return value, int(value.shape[0])
@@ -186,32 +174,25 @@ def _read_request(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> 
 def _read_rows(tensors: Mapping[str, Any], col: ColumnSchema, where: str) -> tuple[Any, int]:
     """One scalar column of the rows form ([B, 1]; [1, B] and [B] accepted) and its row count."""
     if col.is_list or tuple(col.dims) != ():
-        raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries scalars "
-                          "only")
-    arr = _tensor(tensors, col.name, where)
+        raise SchemaError(f"{where}: column {col.name!r} is not a scalar column; the rows wire form carries "
+                          "scalars only")
+    arr = _tensor(tensors, col.name, where, lead=False)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]  # [B, 1]: the rows are Triton's batch dimension
     elif arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]  # [1, B]: the request form
     elif arr.ndim != 1:
-        raise RequestError(
-            f"{where}: tensor {col.name!r} has shape {list(arr.shape)}; send one value per row as [rows, 1] "
-            "(rows in Triton's batch dimension)"
-        )
+        raise RequestError(f"{where}: tensor {col.name!r} has shape {list(arr.shape)}; send one value per row "
+                           "as [rows, 1] (rows in Triton's batch dimension)")
     return arr, int(arr.shape[0])
 
 
-def _tensor(tensors: Mapping[str, Any], name: str, where: str) -> Any:
+def _tensor(tensors: Mapping[str, Any], name: str, where: str, lead: bool = True) -> Any:
+    """``tensors[name]``; with ``lead`` (the request form), without its leading dimension of 1."""
     if name not in tensors:
         raise RequestError(f"{where}: tensor {name!r} is missing; sent: {sorted(tensors)}")
-    return tensors[name]
-
-
-def _strip(tensors: Mapping[str, Any], name: str, where: str) -> Any:
-    arr = _tensor(tensors, name, where)
-    if arr.ndim == 0 or int(arr.shape[0]) != 1:
-        raise RequestError(
-            f"{where}: tensor {name!r} has shape {list(arr.shape)}; its first dimension must be 1 "
-            "(one request table per request; the rows go in the second dimension)"
-        )
-    return arr[0]
+    arr = tensors[name]
+    if lead and (arr.ndim == 0 or int(arr.shape[0]) != 1):
+        raise RequestError(f"{where}: tensor {name!r} has shape {list(arr.shape)}; its first dimension must be 1 "
+                           "(one request table per request; the rows go in the second dimension)")
+    return arr[0] if lead else arr
