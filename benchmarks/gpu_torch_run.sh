@@ -35,13 +35,13 @@ $PY -m funnel.cli plugins || true
 
 # the GPU tests (files, not -m gpu: core's KIND_GPU test is gated by a skipif only), bounded in time
 timeout 170 $PY -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-4}" --dist loadfile \
-  core/tests/triton/test_triton_gpu.py plugins/torch_t4r_op/tests/test_torch_gpu.py \
+  core/tests/triton/test_triton_gpu.py core/tests/test_table_gpu.py plugins/torch_t4r_op/tests/test_torch_gpu.py \
   plugins/faiss_op/tests plugins/sampling_op/tests \
   tests/test_torch_multistage_bench.py "tests/test_benchmarks_smoke.py::test_triton_gpu_smoke" \
   2>&1 | tee "$OUT/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 summary=$(grep -E "^(=+ )?[0-9]+ (passed|failed)|^=+ .*(passed|failed|error)" "$OUT/gpu_tests.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
-summary="pytest on core/tests/triton/test_triton_gpu.py, plugins/torch_t4r_op/tests/test_torch_gpu.py, plugins/faiss_op/tests, plugins/sampling_op/tests, tests/test_torch_multistage_bench.py, test_triton_gpu_smoke: ${summary:-no summary (exit $tests_rc)}"
+summary="pytest on core/tests/triton/test_triton_gpu.py, core/tests/test_table_gpu.py, plugins/torch_t4r_op/tests/test_torch_gpu.py, plugins/faiss_op/tests, plugins/sampling_op/tests, tests/test_torch_multistage_bench.py, test_triton_gpu_smoke: ${summary:-no summary (exit $tests_rc)}"
 
 bench_rc=0
 if [ -z "${SKIP_CELLS:-}" ]; then
