@@ -12,6 +12,7 @@ from funnel.table import Ragged, Table
 
 __all__ = ["LocalExecutor", "validate_request", "apply_operator", "run_lifted"]
 
+
 def validate_request(table: Table, schema: Schema) -> Table:
     """``table`` checked against the request schema and restricted to it (other columns are dropped); a
     RequestError names a missing column, a list/scalar mismatch or a dtype not losslessly castable."""
