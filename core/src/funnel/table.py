@@ -89,9 +89,10 @@ class Ragged:
     __slots__ = ("values", "offsets")
 
     def __init__(self, values: Any, offsets: Any, validate: bool = True) -> None:
-        # numpy, cupy and torch arrays are kept as they are; anything else becomes numpy
-        self.values = values if array_module(values) != "numpy" else np.asarray(values)
-        self.offsets = offsets if array_module(offsets) != "numpy" else np.asarray(offsets)
+        # numpy, cupy and torch arrays are kept as they are (ndarray checked first: the hot path)
+        nd = np.ndarray
+        self.values = values if type(values) is nd or array_module(values) != "numpy" else np.asarray(values)
+        self.offsets = offsets if type(offsets) is nd or array_module(offsets) != "numpy" else np.asarray(offsets)
         if not validate:
             return
         off = to_numpy(self.offsets)
@@ -305,7 +306,7 @@ class Table(Mapping[str, Any]):
 
     def with_columns(self, columns: Mapping[str, Any]) -> Table:
         """A table with ``columns`` added (or replaced)."""
-        merged = {**self._columns, **columns}
+        merged = {**self._columns, **(columns._columns if isinstance(columns, Table) else columns)}
         if isinstance(columns, Table) and self._columns and columns._num_rows == self._num_rows:
             return Table._derived(merged, self._num_rows)  # both sides already checked
         return Table(merged, num_rows=self._num_rows if self._columns else None)
