@@ -3,27 +3,14 @@ it gives on numpy, and stays on the device (runs on a GPU machine; skipped witho
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
+from funnel_testing import has_cuda_gpu
 
 from funnel.table import Ragged, Table, array_module, is_gpu_array, like, to_numpy
 
 
-def _has_gpu() -> bool:
-    if shutil.which("nvidia-smi") is None:
-        return False
-    try:
-        import cupy
-
-        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0 and cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no driver, no cupy: no GPU test
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _has_gpu(), reason="needs an NVIDIA GPU with cupy")
+pytestmark = pytest.mark.skipif(not has_cuda_gpu(), reason="needs an NVIDIA GPU with cupy")
 
 
 def _host_table() -> Table:

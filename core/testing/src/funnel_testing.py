@@ -272,6 +272,37 @@ def loopback_server(argv: Callable[[int], list[str]], timeout: float = 30.0) -> 
         proc.wait(timeout=10)
 
 
+def has_cuda_gpu() -> bool:
+    """True on a machine with an NVIDIA GPU that cupy can use (the GPU tests' skip condition)."""
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        import cupy  # noqa: PLC0415 - only GPU machines have it
+
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0 and \
+            cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no driver, no cupy: no GPU test
+        return False
+
+
+@contextlib.contextmanager
+def cli_with_commands(plugin: Any, names: Sequence[str]) -> Iterator[Any]:
+    """``funnel.cli.cli`` with the commands ``plugin``'s register_commands hook adds (what ``funnel``
+    does at start when the plugin is installed); ``names`` are put back as they were afterwards."""
+    from funnel.cli import cli  # noqa: PLC0415
+
+    before = {name: cli.commands.get(name) for name in names}
+    plugin.register_commands(cli=cli)
+    try:
+        yield cli
+    finally:
+        for name, command in before.items():
+            if command is None:
+                cli.commands.pop(name, None)
+            else:
+                cli.commands[name] = command
+
+
 @hookimpl
 def register_operators(register: Any) -> None:
     """The test operators, as the plugin ``testing``."""

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
+from funnel_testing import has_cuda_gpu
 
 
-def _has_gpu() -> bool:
-    if shutil.which("nvidia-smi") is None:
-        return False
-    try:
-        import cupy
-
-        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0 and cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no driver, no cupy: no GPU test
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _has_gpu(), reason="needs an NVIDIA GPU with cupy")
+pytestmark = pytest.mark.skipif(not has_cuda_gpu(), reason="needs an NVIDIA GPU with cupy")
 
 
 def test_kind_gpu_executor_equals_transform(ensemble, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
-from funnel_testing import demo_ensemble, loopback_server
+from funnel_testing import cli_with_commands, demo_ensemble, loopback_server
 
 SCALE_COMMANDS = ("score", "repo", "deploy")
 CREDENTIALS = {
@@ -21,22 +21,11 @@ CREDENTIALS = {
 
 @pytest.fixture
 def funnel_cli() -> Iterator[click.Group]:
-    """``funnel.cli.cli`` with the commands this plugin's ``register_commands`` hook adds (what
-    ``funnel`` does at start when funnel-scale is installed); removed again afterwards."""
-    from funnel.cli import cli  # noqa: PLC0415
-
+    """``funnel.cli.cli`` with this plugin's commands (what ``funnel`` has when funnel-scale is installed)."""
     from funnel_scale import plugin  # noqa: PLC0415
 
-    before = {name: cli.commands.get(name) for name in SCALE_COMMANDS}
-    plugin.register_commands(cli=cli)
-    try:
+    with cli_with_commands(plugin, SCALE_COMMANDS) as cli:
         yield cli
-    finally:
-        for name, command in before.items():
-            if command is None:
-                cli.commands.pop(name, None)
-            else:
-                cli.commands[name] = command
 
 
 @pytest.fixture(scope="module")

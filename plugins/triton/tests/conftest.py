@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import click
 import pytest
-from funnel_testing import demo_ensemble
+from funnel_testing import cli_with_commands, demo_ensemble
 
 COMMANDS = ("serve", "infer")
 
@@ -20,17 +20,7 @@ def ensemble():
 @pytest.fixture
 def funnel_cli() -> Iterator[click.Group]:
     """``funnel.cli.cli`` with ``serve`` and ``infer`` added by this plugin's hook; removed afterwards."""
-    from funnel.cli import cli  # noqa: PLC0415
-
     from funnel_triton import plugin  # noqa: PLC0415
 
-    before = {name: cli.commands.get(name) for name in COMMANDS}
-    plugin.register_commands(cli=cli)
-    try:
+    with cli_with_commands(plugin, COMMANDS) as cli:
         yield cli
-    finally:
-        for name, command in before.items():
-            if command is None:
-                cli.commands.pop(name, None)
-            else:
-                cli.commands[name] = command
